@@ -1,0 +1,1 @@
+"""Algorithms, one readable file per family, composed from the layers above."""

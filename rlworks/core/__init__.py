@@ -1,0 +1,1 @@
+"""Typed records, seeding, the registry of named components and configuration."""
