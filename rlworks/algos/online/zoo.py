@@ -15,7 +15,7 @@ ZOO: dict[tuple[str, str], dict[str, Any]] = {
     ("ppo", "CartPole-v1"): dict(
         num_envs=8, num_steps=32, num_minibatches=1, gae_lambda=0.8, gamma=0.98,
         update_epochs=20, ent_coef=0.0, learning_rate=1e-3, anneal_lr=True, anneal_clip=True,
-        clip_eps=0.2,
+        clip_eps=0.2, clip_vloss=False,
     ),
 }
 
