@@ -39,7 +39,7 @@ STATUSES = ("running", "finished", "failed", "interrupted")
 TERMINAL = ("finished", "failed", "interrupted")
 DISPLAY_STATUSES = (*STATUSES, "unfinished")
 STALE_AFTER_S = 600.0
-"""A "running" run whose heartbeat is older than this is displayed as "unfinished"."""
+"""A "running" run of another host whose heartbeat is older than this shows as "unfinished"."""
 LOCK_TIMEOUT_S = 120.0
 """Total time a write keeps retrying on ``database is locked`` before giving up."""
 
@@ -101,7 +101,8 @@ class RunRecord:
     experiment: str | None
     status: str
     """running | finished | failed | interrupted, or unfinished: stored as running but its
-    process is gone (dead pid on this host, or no heartbeat for ``STALE_AFTER_S``)."""
+    process is gone (dead pid on this host; from another host, no heartbeat for
+    ``STALE_AFTER_S``)."""
     config: dict[str, Any]
     config_hash: str
     summary: dict[str, Any]
@@ -463,12 +464,14 @@ class RunStore:
         return RunRecord(**d)
 
     def _lost(self, d: dict[str, Any], pid_start: int | None) -> bool:
-        """Stored as running, but its process is dead here or silent for too long."""
-        if time.time() - d["heartbeat_at"] > self.stale_after_s:
-            return True
+        """Stored as running, but its process is gone.
+
+        On this host the pid decides (a live process in a long silent phase, such as a big
+        evaluation, is still running); for a run from another host, only its heartbeat can.
+        """
         if d["host"] == provenance.host_name() and d["pid"] is not None:
             return not provenance.process_alive(d["pid"], pid_start)
-        return False
+        return time.time() - d["heartbeat_at"] > self.stale_after_s
 
     def _unknown_run(self, key: str) -> UserError:
         ids = [r[0] for r in self._read("SELECT run_id FROM runs ORDER BY started_at DESC")]

@@ -186,6 +186,9 @@ def test_displayed_status_unfinished(store: RunStore) -> None:
         with sqlite3.connect(store.db_path) as conn:
             conn.execute(sql, params)
 
+    edit("UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", time.time() - 3600, run_id)
+    assert store.get_run(run_id).status == "running"  # silent, but its process lives here
+    store.heartbeat(run_id)
     edit("UPDATE runs SET pid_start = pid_start + 1 WHERE run_id = ?", run_id)
     assert store.get_run(run_id).status == "unfinished"  # the pid was recycled
     edit("UPDATE runs SET host = 'elsewhere' WHERE run_id = ?", run_id)
