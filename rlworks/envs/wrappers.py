@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from rlworks.core.errors import UserError
+from rlworks.envs.native.base import NativeVecEnv
 
 Step = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
 
@@ -94,15 +95,20 @@ class EpisodeStatistics(VecWrapper):
     float64, "l": (N,) int64}`` holding the finished episodes' values (0 elsewhere) and
     ``infos["_episode"]`` the (N,) bool mask of rows that finished. The autoreset step (reward
     0) is not counted. Put it below reward normalisation so returns are of the raw reward.
+
+    Lengths come from a step clock and each row's start time, so a step costs one array
+    update (the returns) plus, when something ended, work on the ended rows only; above a
+    native env the ended rows are read from it rather than recomputed.
     """
 
     def __init__(self, env: Any):
         super().__init__(env)
         n = self.num_envs
         self.episode_returns = np.zeros(n)  # (N,) float64
-        self.episode_lengths = np.zeros(n, dtype=np.int64)  # (N,)
-        self._done = np.zeros(n, dtype=bool)  # (N,) ended at the previous step
-        self._done_rows = np.empty(0, dtype=np.intp)
+        self._clock = 0
+        self._start = np.zeros(n, dtype=np.int64)  # (N,) clock at each row's episode start
+        self._ended = np.empty(0, dtype=np.intp)  # rows that ended at the previous step
+        self._native = isinstance(env, NativeVecEnv)
 
     def reset(self, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -110,43 +116,50 @@ class EpisodeStatistics(VecWrapper):
         obs, infos = self.env.reset(seed=seed, options=options)
         rows = slice(None) if mask is None else mask
         self.episode_returns[rows] = 0.0
-        self.episode_lengths[rows] = 0
-        self._done[rows] = False
-        self._done_rows = np.flatnonzero(self._done)
+        self._start[rows] = self._clock
+        self._ended = self._ended[:0] if mask is None else self._ended[~mask[self._ended]]
         return obs, infos
 
     def step(self, actions: Any) -> Step:
         obs, rewards, terminations, truncations, infos = self.env.step(actions)
-        returns, lengths = self.episode_returns, self.episode_lengths
+        returns = self.episode_returns
         returns += rewards
-        lengths += 1
-        rows = self._done_rows
-        if len(rows):  # autoreset step of the rows that ended last step: a new episode
+        clock = self._clock = self._clock + 1
+        rows = self._ended
+        if len(rows):  # the autoreset step of rows that ended last step: a new episode
             returns[rows] = 0.0
-            lengths[rows] = 0
-        done = np.logical_or(terminations, truncations, out=self._done)
-        self._done_rows = rows = np.flatnonzero(done)
+            self._start[rows] = clock
+        if self._native:
+            rows = self.env.ended_rows
+        else:
+            rows = np.flatnonzero(np.logical_or(terminations, truncations))
+        self._ended = rows
         if len(rows):
             if "episode" in infos:
                 raise ValueError("infos already has an 'episode' key; wrap only once")
-            r = np.zeros(self.num_envs)
+            n = self.num_envs
+            r = np.zeros(n)
             r[rows] = returns[rows]
-            ep_len = np.zeros(self.num_envs, dtype=np.int64)
-            ep_len[rows] = lengths[rows]
-            infos["episode"] = {"r": r, "l": ep_len}
-            infos["_episode"] = done.copy()
+            lengths = np.zeros(n, dtype=np.int64)
+            lengths[rows] = clock - self._start[rows]
+            done = np.zeros(n, dtype=bool)
+            done[rows] = True
+            infos["episode"] = {"r": r, "l": lengths}
+            infos["_episode"] = done
         return obs, rewards, terminations, truncations, infos
 
     def get_state(self) -> dict[str, Any]:
+        ended = np.zeros(self.num_envs, dtype=bool)
+        ended[self._ended] = True
         return {"env": self.env.get_state(), "returns": self.episode_returns.copy(),
-                "lengths": self.episode_lengths.copy(), "done": self._done.copy()}
+                "lengths": self._clock - self._start, "ended": ended}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.env.set_state(state["env"])
         self.episode_returns[:] = state["returns"]
-        self.episode_lengths[:] = state["lengths"]
-        self._done[:] = state["done"]
-        self._done_rows = np.flatnonzero(self._done)
+        self._clock = 0
+        self._start[:] = -np.asarray(state["lengths"], dtype=np.int64)
+        self._ended = np.flatnonzero(state["ended"])
 
 
 class RunningMeanStd:

@@ -2,7 +2,7 @@
 
 The derivative and the integrator below are gymnasium's expressions written for ``(N,)``
 rows instead of scalars, term for term and in the same order (squares of state variables via
-``pow2``, as NumPy scalars square them), so every row follows gymnasium's floating-point path:
+``pow``, as NumPy scalars square them), so every row follows gymnasium's floating-point path:
 float64 state, the start state rounded to float32 as gymnasium's ``reset`` does. Torque noise
 is 0 in Acrobot-v1 and is not modelled.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy import cos, pi, sin
 
-from rlworks.envs.native.base import NativeVecEnv, lookup_actions, pow2
+from rlworks.envs.native.base import NativeVecEnv, lookup_actions
 
 
 class Acrobot(NativeVecEnv):
@@ -36,6 +36,9 @@ class Acrobot(NativeVecEnv):
         self.state = np.zeros((4, self.num_envs))  # (4, N) theta1, theta2, dtheta1, dtheta2
         self._torque_table = np.array(self.AVAIL_TORQUE, dtype=np.float64)
         self._torque = np.empty(self.num_envs)
+        # Exponent for ``np.power(x, two)``: squares as gymnasium's NumPy scalars take them
+        # (libm ``pow``), see ``base.pow2``.
+        self._two = np.full(self.num_envs, 2.0)
 
     def _physics_arrays(self) -> dict[str, np.ndarray]:
         return {"state": self.state}
@@ -45,7 +48,11 @@ class Acrobot(NativeVecEnv):
         self.state[:, rows] = draw.astype(np.float32)  # gymnasium keeps a float32 start state
 
     def _dsdt(self, s: np.ndarray, a: np.ndarray) -> np.ndarray:
-        """gymnasium's ``AcrobotEnv._dsdt`` ("book"), for (4, N) states and (N,) torques."""
+        """gymnasium's ``AcrobotEnv._dsdt`` ("book"), for (4, N) states and (N,) torques.
+
+        Same expression trees; ``cos(theta2)``/``sin(theta2)`` are computed once and reused
+        (equal inputs give equal outputs, so this changes no bit).
+        """
         m1 = self.LINK_MASS_1
         m2 = self.LINK_MASS_2
         l1 = self.LINK_LENGTH_1
@@ -54,19 +61,21 @@ class Acrobot(NativeVecEnv):
         I1 = self.LINK_MOI
         I2 = self.LINK_MOI
         g = 9.8
+        two = self._two
         theta1, theta2, dtheta1, dtheta2 = s
-        d1 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * cos(theta2)) + I1 + I2
-        d2 = m2 * (lc2**2 + l1 * lc2 * cos(theta2)) + I2
+        cos2, sin2 = cos(theta2), sin(theta2)
+        d1 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * cos2) + I1 + I2
+        d2 = m2 * (lc2**2 + l1 * lc2 * cos2) + I2
         phi2 = m2 * lc2 * g * cos(theta1 + theta2 - pi / 2.0)
         phi1 = (
-            -m2 * l1 * lc2 * pow2(dtheta2) * sin(theta2)
-            - 2 * m2 * l1 * lc2 * dtheta2 * dtheta1 * sin(theta2)
+            -m2 * l1 * lc2 * np.power(dtheta2, two) * sin2
+            - 2 * m2 * l1 * lc2 * dtheta2 * dtheta1 * sin2
             + (m1 * lc1 + m2 * l1) * g * cos(theta1 - pi / 2)
             + phi2
         )
         ddtheta2 = (
-            a + d2 / d1 * phi1 - m2 * l1 * lc2 * pow2(dtheta1) * sin(theta2) - phi2
-        ) / (m2 * lc2**2 + I2 - pow2(d2) / d1)
+            a + d2 / d1 * phi1 - m2 * l1 * lc2 * np.power(dtheta1, two) * sin2 - phi2
+        ) / (m2 * lc2**2 + I2 - np.power(d2, two) / d1)
         ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
         return np.stack((dtheta1, dtheta2, ddtheta1, ddtheta2))  # (4, N)
 

@@ -44,14 +44,20 @@ class NativeVecEnv:
             raise UserError(f"num_envs must be >= 1, got {num_envs}")
         if max_episode_steps is not None and int(max_episode_steps) < 1:
             raise UserError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
-        self.num_envs = int(num_envs)
+        n = self.num_envs = int(num_envs)
         self.max_episode_steps = int(max_episode_steps or self.default_max_episode_steps)
         self.rng = make_rng(seed, "env")
-        self._steps = np.zeros(self.num_envs, dtype=np.int64)  # (N,) steps since reset
-        self._pending = np.zeros(self.num_envs, dtype=bool)  # (N,) reset at the next step
-        self._pending_idx = np.empty(0, dtype=np.intp)  # flatnonzero(_pending), cached
+        # Step counting without a per-step array op: a global clock and each row's episode
+        # start; steps since reset = clock - start. ``_oldest`` <= min(start) bounds the
+        # longest episode, so the truncation test only runs when a row can be at the limit.
+        self._clock = 0
+        self._start = np.zeros(n, dtype=np.int64)  # (N,)
+        self._oldest = 0
+        self.ended_rows = np.empty(0, dtype=np.intp)
+        """Rows whose episode ended at the last step (they reset at the next one)."""
         self._started = False
-        self._all_rows = np.arange(self.num_envs)
+        self._all_rows = np.arange(n)
+        self._no_truncations = np.zeros(n, dtype=bool)  # template, copied (cheaper than zeros)
         self._allocate()
 
     # ----------------------------------------------------------------- the subclass's part
@@ -132,9 +138,9 @@ class NativeVecEnv:
                 raise UserError(f"reset_mask must have shape ({self.num_envs},), got {mask.shape}")
             rows = np.flatnonzero(mask)
         self._reset_rows(rows)
-        self._steps[rows] = 0
-        self._pending[rows] = False
-        self._pending_idx = np.flatnonzero(self._pending)
+        self._start[rows] = self._clock
+        self._oldest = int(self._start.min())
+        self.ended_rows = np.setdiff1d(self.ended_rows, rows, assume_unique=True)
         self._started = True
         return self._observe(), {}
 
@@ -150,34 +156,39 @@ class NativeVecEnv:
         if frozen is not None:
             return self._step_frozen(actions, np.asarray(frozen, dtype=bool))
         rewards, terminations = self._physics(actions)  # (N,) float64, (N,) bool
-        steps = self._steps
-        steps += 1
-        rows = self._pending_idx
+        clock = self._clock = self._clock + 1
+        rows = self.ended_rows
         if len(rows):
             # Rows that ended at the previous step: the physics just advanced them past the
             # end (harmless, cheaper than masking) and is overwritten by a fresh start state.
             self._reset_rows(rows)
-            steps[rows] = 0  # so the truncation test below is False for them
+            self._start[rows] = clock
             rewards[rows] = 0.0
             terminations[rows] = False
-        truncations = steps >= self.max_episode_steps  # (N,) bool
-        pending = np.logical_or(terminations, truncations, out=self._pending)
-        self._pending_idx = np.flatnonzero(pending)
+        if clock - self._oldest >= self.max_episode_steps:
+            truncations = self._start <= clock - self.max_episode_steps  # (N,) bool
+            self._oldest = int(self._start.min())
+            self.ended_rows = (terminations | truncations).nonzero()[0]
+        else:
+            truncations = self._no_truncations.copy()
+            self.ended_rows = terminations.nonzero()[0]
         return self._observe(), rewards, terminations, truncations, {}
 
     def _step_frozen(self, actions: Any, frozen: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """A step in which the ``frozen`` rows do not move: saved before and put back after,
+        with their episode clocks shifted back by the step they did not take."""
         saved = {k: v[..., frozen].copy() for k, v in self._physics_arrays().items()}
-        saved_steps = self._steps[frozen]
-        saved_pending = self._pending[frozen]
-        was_pending = self._pending & ~frozen
-        self._pending_idx = np.flatnonzero(was_pending)
+        ended = self.ended_rows
+        ended_frozen = ended[frozen[ended]]
+        self.ended_rows = ended[~frozen[ended]]
         obs, rewards, terminations, truncations, infos = self.step(actions)
         for k, v in self._physics_arrays().items():
             v[..., frozen] = saved[k]
-        self._steps[frozen] = saved_steps
-        self._pending[frozen] = saved_pending
-        self._pending_idx = np.flatnonzero(self._pending)
+        self._start[frozen] += 1
+        live_ended = self.ended_rows[~frozen[self.ended_rows]]
+        self.ended_rows = np.union1d(live_ended, ended_frozen)
+        self._oldest = int(self._start.min())
         obs = self._observe()
         rewards[frozen] = 0.0
         terminations[frozen] = False
@@ -200,15 +211,18 @@ class NativeVecEnv:
     # ----------------------------------------------------------------- save and restore
     def get_state(self) -> dict[str, Any]:
         """Everything that decides future outputs; numpy arrays and JSON scalars only."""
+        pending = np.zeros(self.num_envs, dtype=bool)
+        pending[self.ended_rows] = True
         return {
             "env_id": self.env_id,
             "num_envs": self.num_envs,
             "max_episode_steps": self.max_episode_steps,
             "started": self._started,
             "rng": self.rng.bit_generator.state,
-            "steps": self._steps.copy(),
-            "pending": self._pending.copy(),
+            "steps": self._clock - self._start,  # (N,) steps since each row's reset
+            "pending": pending,  # (N,) reset at the next step
             "physics": {k: v.copy() for k, v in self._physics_arrays().items()},
+            "extra": self._extra_state(),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -218,14 +232,23 @@ class NativeVecEnv:
                                  f"{getattr(self, key)!r}; make the env with the same arguments")
         self._started = bool(state["started"])
         self.rng.bit_generator.state = state["rng"]
-        self._steps[:] = state["steps"]
-        self._pending[:] = state["pending"]
-        self._pending_idx = np.flatnonzero(self._pending)
+        self._clock = 0
+        self._start[:] = -np.asarray(state["steps"], dtype=np.int64)
+        self._oldest = int(self._start.min())
+        self.ended_rows = np.flatnonzero(state["pending"])
         arrays = self._physics_arrays()
         if set(arrays) != set(state["physics"]):
             raise ValueError(f"physics keys {sorted(state['physics'])} != {sorted(arrays)}")
         for k, v in arrays.items():
             v[...] = state["physics"][k]
+        self._load_extra_state(state["extra"])
+
+    def _extra_state(self) -> dict[str, Any]:
+        """State that is not per row (e.g. pre-drawn random numbers); saved as is."""
+        return {}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        pass
 
 
 def pow2(x: np.ndarray) -> np.ndarray:
@@ -240,22 +263,21 @@ def pow2(x: np.ndarray) -> np.ndarray:
 def lookup_actions(table: np.ndarray, actions: Any, num_envs: int, out: np.ndarray) -> np.ndarray:
     """``out[i] = table[actions[i]]`` for a batch of discrete actions, checked at the boundary.
 
-    A discrete env turns actions into forces or torques through a small table, which is one
-    ufunc call (``np.take``) and validates the upper bound for free; negatives are caught by a
-    single ``min``. Shape ``(N,)``, integer dtype.
+    A discrete env turns actions into forces or torques through a small table: one
+    ``np.take``. The range check is one reduction: viewed as unsigned, a negative action is
+    huge, so ``max < len(table)`` covers both ends. Shape ``(N,)``, integer dtype.
     """
     a = np.asarray(actions)
     if a.shape != (num_envs,) or a.dtype.kind not in "iu":
         raise UserError(f"expected {num_envs} integer actions, shape ({num_envs},), got "
                         f"shape {a.shape} dtype {a.dtype}")
-    n = len(table)
-    try:
-        if a.dtype.kind == "i" and a.min() < 0:
-            raise IndexError
-        return np.take(table, a, out=out)
-    except IndexError:
-        raise UserError(f"actions must lie in [0, {n}), got values in "
-                        f"[{a.min()}, {a.max()}]") from None
+    if np.maximum.reduce(a.view(_UNSIGNED[a.dtype.itemsize])) >= len(table):
+        raise UserError(f"actions must lie in [0, {len(table)}), got values in "
+                        f"[{a.min()}, {a.max()}]")
+    return np.take(table, a, out=out, mode="clip")
+
+
+_UNSIGNED = {k: np.dtype(f"u{k}") for k in (1, 2, 4, 8)}
 
 
 def box_actions(actions: Any, num_envs: int) -> np.ndarray:

@@ -4,8 +4,8 @@ Every floating-point operation is gymnasium's (``CartPoleEnv.step``), in gymnasi
 so results agree bit for bit with its single env (up to the last bit of ``np.sin``/``np.cos``).
 Speed comes from layout, not from changed maths: the state is ``(4, N)`` float64 (rows ``x,
 x_dot, theta, theta_dot``) so each term is one ufunc call on a contiguous row, written into a
-preallocated buffer; the Euler update handles positions and velocities as two ``(2, N)``
-strided views, and termination is ``|(x, theta)| > (2.4, 12 deg)`` in one comparison.
+preallocated buffer; start states come from a pre-drawn block; a step allocates only its
+outputs.
 """
 
 from __future__ import annotations
@@ -38,63 +38,89 @@ class CartPole(NativeVecEnv):
         n = self.num_envs
         self.state = np.zeros((4, n))  # (4, N) x, x_dot, theta, theta_dot
         self._force_table = np.array([-self.force_mag, self.force_mag])
+        self._ones = np.ones(n)  # reward template (copying it beats np.ones)
         self._force = np.empty(n)
         self._cos = np.empty(n)
         self._sin = np.empty(n)
         self._temp = np.empty(n)
         self._tmp = np.empty(n)
-        self._acc = np.empty((2, n))  # (2, N) xacc, thetaacc
-        self._tmp2 = np.empty((2, n))
-        self._over = np.empty((2, n), dtype=bool)
-        self._limits = np.array([[self.x_threshold], [self.theta_threshold_radians]])  # (2, 1)
+        self._thetaacc = np.empty(n)
+        self._out_x = np.empty(n, dtype=bool)
+        self._out_theta = np.empty(n, dtype=bool)
+        # Start states are drawn in blocks and used in order (one generator call per block,
+        # not per step): the stream is still a function of the seed and the episode ends.
+        self._pool = np.empty((4, 0))
+        self._pool_pos = 0
 
     def _physics_arrays(self) -> dict[str, np.ndarray]:
         return {"state": self.state}
 
+    def _extra_state(self) -> dict[str, Any]:
+        return {"pool": self._pool.copy(), "pool_pos": self._pool_pos}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        self._pool = np.array(extra["pool"], dtype=np.float64).reshape(4, -1)
+        self._pool_pos = int(extra["pool_pos"])
+
     def _reset_rows(self, rows: np.ndarray) -> None:
-        self.state[:, rows] = self.rng.uniform(-0.05, 0.05, size=(4, len(rows)))
+        k, pos = len(rows), self._pool_pos
+        if pos + k > self._pool.shape[1]:
+            fresh = self.rng.uniform(-0.05, 0.05, size=(4, max(4096, k)))
+            self._pool = np.concatenate([self._pool[:, pos:], fresh], axis=1)
+            pos = 0
+        self.state[:, rows] = self._pool[:, pos:pos + k]
+        self._pool_pos = pos + k
 
     def _physics(self, actions: Any) -> tuple[np.ndarray, np.ndarray]:
-        s = self.state
-        theta_dot = s[3]
-        force, c, sn, temp, tmp = self._force, self._cos, self._sin, self._temp, self._tmp
-        xacc, thetaacc = self._acc
+        # One ufunc call per arithmetic operation of gymnasium's step, on contiguous (N,)
+        # rows with a Python-float operand and a preallocated output (positional ``out``):
+        # measured faster than pairing rows into (2, N) broadcasts or strided views.
+        x, x_dot, theta, theta_dot = self.state
+        force, c, sn = self._force, self._cos, self._sin
+        temp, tmp, thetaacc = self._temp, self._tmp, self._thetaacc
         lookup_actions(self._force_table, actions, self.num_envs, force)
-        np.cos(s[2], out=c)
-        np.sin(s[2], out=sn)
+        np.cos(theta, c)
+        np.sin(theta, sn)
         # temp = (force + polemass_length * theta_dot**2 * sintheta) / total_mass
-        np.square(theta_dot, out=temp)
-        temp *= self.polemass_length
-        temp *= sn
-        np.add(force, temp, out=temp)
-        temp /= self.total_mass
+        np.square(theta_dot, temp)
+        np.multiply(temp, self.polemass_length, temp)
+        np.multiply(temp, sn, temp)
+        np.add(force, temp, temp)
+        np.divide(temp, self.total_mass, temp)
         # thetaacc = (gravity * sin - cos * temp)
         #            / (length * (4/3 - masspole * cos**2 / total_mass))
-        np.multiply(sn, self.gravity, out=thetaacc)
-        np.multiply(c, temp, out=tmp)
-        thetaacc -= tmp
-        np.square(c, out=tmp)
-        tmp *= self.masspole
-        tmp /= self.total_mass
-        np.subtract(4.0 / 3.0, tmp, out=tmp)
-        tmp *= self.length
-        thetaacc /= tmp
-        # xacc = temp - polemass_length * thetaacc * cos / total_mass
-        np.multiply(thetaacc, self.polemass_length, out=tmp)
-        tmp *= c
-        tmp /= self.total_mass
-        np.subtract(temp, tmp, out=xacc)
-        # Euler: (x, theta) += tau * (x_dot, theta_dot); then (x_dot, theta_dot) += tau * acc
-        tmp2 = self._tmp2
-        np.multiply(s[1::2], self.tau, out=tmp2)
-        s[0::2] += tmp2
-        np.multiply(self._acc, self.tau, out=tmp2)
-        s[1::2] += tmp2
-        # terminated = x < -2.4 or x > 2.4 or theta < -12deg or theta > 12deg
-        np.abs(s[0::2], out=tmp2)
-        np.greater(tmp2, self._limits, out=self._over)
-        terminations = np.logical_or(self._over[0], self._over[1])
-        return np.ones(self.num_envs), terminations
+        np.multiply(sn, self.gravity, thetaacc)
+        np.multiply(c, temp, tmp)
+        np.subtract(thetaacc, tmp, thetaacc)
+        np.square(c, tmp)
+        np.multiply(tmp, self.masspole, tmp)
+        np.divide(tmp, self.total_mass, tmp)
+        np.subtract(4.0 / 3.0, tmp, tmp)
+        np.multiply(tmp, self.length, tmp)
+        np.divide(thetaacc, tmp, thetaacc)
+        # Euler, gymnasium's order: x += tau * x_dot; x_dot += tau * xacc; same for theta,
+        # with xacc = temp - polemass_length * thetaacc * cos / total_mass (into sn: unused now)
+        xacc = sn
+        np.multiply(thetaacc, self.polemass_length, tmp)
+        np.multiply(tmp, c, tmp)
+        np.divide(tmp, self.total_mass, tmp)
+        np.subtract(temp, tmp, xacc)
+        tau = self.tau
+        np.multiply(x_dot, tau, tmp)
+        np.add(x, tmp, x)
+        np.multiply(xacc, tau, tmp)
+        np.add(x_dot, tmp, x_dot)
+        np.multiply(theta_dot, tau, tmp)
+        np.add(theta, tmp, theta)
+        np.multiply(thetaacc, tau, tmp)
+        np.add(theta_dot, tmp, theta_dot)
+        # terminated = x < -2.4 or x > 2.4 or theta < -12deg or theta > 12deg (|.| is exact)
+        np.abs(x, tmp)
+        np.greater(tmp, self.x_threshold, self._out_x)
+        np.abs(theta, tmp)
+        np.greater(tmp, self.theta_threshold_radians, self._out_theta)
+        terminations = np.logical_or(self._out_x, self._out_theta)
+        return self._ones.copy(), terminations
 
     def _observe(self) -> np.ndarray:
         obs = np.empty((self.num_envs, 4), dtype=np.float32)  # (N, 4)
