@@ -125,6 +125,7 @@ class NativeVecEnv:
         """
         if seed is not None:
             self.rng = make_rng(seed, "env")
+            self._reseeded()
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
         if options:
@@ -249,6 +250,9 @@ class NativeVecEnv:
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         pass
+
+    def _reseeded(self) -> None:
+        """Hook: drop anything drawn from the previous generator."""
 
 
 def pow2(x: np.ndarray) -> np.ndarray:

@@ -62,6 +62,10 @@ class CartPole(NativeVecEnv):
         self._pool = np.array(extra["pool"], dtype=np.float64).reshape(4, -1)
         self._pool_pos = int(extra["pool_pos"])
 
+    def _reseeded(self) -> None:
+        self._pool = np.empty((4, 0))
+        self._pool_pos = 0
+
     def _reset_rows(self, rows: np.ndarray) -> None:
         k, pos = len(rows), self._pool_pos
         if pos + k > self._pool.shape[1]:
