@@ -105,12 +105,18 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def busiest_processes() -> str:
+    """Other processes using CPU now (``ps`` %CPU is averaged over each one's lifetime)."""
     try:
-        out = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu"], capture_output=True,
-                             text=True, check=True).stdout.splitlines()[1:6]
+        lines = subprocess.run(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"],
+                               capture_output=True, text=True, check=True).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return ", ".join(" ".join(line.split()[::-1]) + "%" for line in out)
+    busy = []
+    for line in lines[1:]:
+        pid, pcpu, cmd = line.split(None, 2)
+        if int(pid) != os.getpid() and float(pcpu) >= 5.0:
+            busy.append(f"`{cmd[:48]}` {pcpu}%")
+    return ", ".join(busy[:5]) or "none above 5% CPU"
 
 
 def fmt(sps: float) -> str:
@@ -129,7 +135,8 @@ def table(results: list[dict[str, Any]]) -> str:
         ratios = []
         for p in ("vector", "envpool", "sync"):
             if p in sps:
-                ratios.append(f"{median(a / b for a, b in zip(sps['native'], sps[p])):.1f}x")
+                pairs = zip(sps["native"], sps[p], strict=True)
+                ratios.append(f"{median(a / b for a, b in pairs):.1f}x")
             else:
                 ratios.append("-")
         lines.append(f"| {r['env']} | {r['threads']} | {r['n']} | {fmt(med['native'])} | "
