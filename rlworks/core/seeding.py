@@ -42,7 +42,7 @@ def torch_generator(seed: int, *stream: int | str) -> torch.Generator:
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
     """The JSON-serialisable state of a numpy generator (for checkpoints)."""
-    return rng.bit_generator.state
+    return dict(rng.bit_generator.state)
 
 
 def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:

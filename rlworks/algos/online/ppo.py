@@ -1,0 +1,257 @@
+"""Proximal Policy Optimization (Schulman et al., 2017, arXiv:1707.06347).
+
+Discrete (categorical) and continuous (diagonal Gaussian, state-independent log-std) actions;
+separate actor and critic MLPs; the clipped surrogate with optional value clipping, entropy
+bonus, advantage normalisation per minibatch, global gradient clipping and linear learning-rate
+annealing, as in the PPO2 reference code and CleanRL's ``ppo.py``.
+
+Deviations from the reference code, each deliberate:
+
+* Time-limit truncations bootstrap from V(true final observation). The vector env's next-step
+  autoreset returns that observation, so it is simply the next row's value; the row after it
+  (the env's reset step) is flagged invalid and never enters a loss. The reference code treats
+  truncation as termination.
+* Continuous actions are clipped to the action bounds only when sent to the env; the stored,
+  trained-on action is the unclipped sample (as in SB3).
+* Discrete actions respect ``infos["action_mask"]`` when the env provides one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlworks.algos.online.configs import PPOConfig
+from rlworks.core.seeding import make_rng, torch_generator
+from rlworks.data.rollout import RolloutBuffer
+from rlworks.envs import make_vec
+from rlworks.losses.policy import clipped_surrogate
+from rlworks.losses.value import value_loss
+from rlworks.nets import distributions as D
+from rlworks.nets.mlp import make_mlp
+from rlworks.returns.gae import compute_gae
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, obs_dim: int, action_dim: int, discrete: bool, cfg: PPOConfig,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        sizes, act = cfg.hidden_sizes, cfg.activation
+        g = math.sqrt(2.0)
+        self.critic = make_mlp(obs_dim, sizes, 1, act, out_gain=1.0, hidden_gain=g,
+                               generator=generator)
+        self.actor = make_mlp(obs_dim, sizes, action_dim, act, out_gain=0.01, hidden_gain=g,
+                              generator=generator)
+        self.discrete = discrete
+        self.log_std = nn.Parameter(torch.zeros(action_dim), requires_grad=not discrete)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:          # (B, O) -> (B,)
+        return self.critic(obs).squeeze(-1)
+
+    def logprob_entropy(self, obs: torch.Tensor, actions: torch.Tensor,
+                        mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.actor(obs)
+        if self.discrete:
+            return D.categorical_logprob_entropy(D.mask_logits(out, mask), actions)
+        return D.gaussian_logprob_entropy(out, self.log_std, actions)
+
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor, mask: torch.Tensor | None, gen: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample actions and their log-probabilities: (B, O) -> (B, ...), (B,)."""
+        out = self.actor(obs)
+        if self.discrete:
+            logits = D.mask_logits(out, mask)
+            actions = D.categorical_sample(logits, gen)
+            return actions, D.categorical_logprob_entropy(logits, actions)[0]
+        actions = D.gaussian_sample(out, self.log_std, gen)
+        return actions, D.gaussian_logprob_entropy(out, self.log_std, actions)[0]
+
+    @torch.no_grad()
+    def mode(self, obs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        out = self.actor(obs)
+        return D.mask_logits(out, mask).argmax(-1) if self.discrete else out
+
+
+class PPO:
+    """The PPO learner (see ``rlworks.core.learner.Learner`` for the contract)."""
+
+    def __init__(self, cfg: PPOConfig) -> None:
+        self.cfg = cfg
+        self.envs = make_vec(cfg.env_id, cfg.num_envs, backend=cfg.backend, seed=cfg.seed,
+                             normalize_obs=cfg.normalize_obs,
+                             normalize_reward=cfg.normalize_reward, gamma=cfg.gamma)
+        obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
+        self.discrete = hasattr(act_space, "n")
+        obs_dim = int(np.prod(obs_space.shape))
+        action_dim = int(act_space.n) if self.discrete else int(np.prod(act_space.shape))
+        if not self.discrete:
+            self.low = np.asarray(act_space.low, dtype=np.float32)
+            self.high = np.asarray(act_space.high, dtype=np.float32)
+
+        self.gen = torch_generator(cfg.seed, "ppo")
+        self.rng = make_rng(cfg.seed, "ppo/minibatches")
+        self.agent = ActorCritic(obs_dim, action_dim, self.discrete, cfg, self.gen)
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.buffer = RolloutBuffer(
+            cfg.num_steps, cfg.num_envs, (obs_dim,), () if self.discrete else (action_dim,),
+            torch.long if self.discrete else torch.float32,
+            num_actions=action_dim if self.discrete else None,
+        )
+        self.num_iterations = math.ceil(cfg.total_steps / cfg.batch_size)
+        self.global_step = 0
+        self.iteration = 0
+        obs, infos = self.envs.reset()
+        self.obs = torch.as_tensor(obs, dtype=torch.float32).reshape(cfg.num_envs, -1)
+        self.prev_done = torch.zeros(cfg.num_envs, dtype=torch.bool)
+        self.mask = self._mask(infos)
+
+    # ---------------------------------------------------------------- rollout + update
+    def iterate(self) -> dict[str, float]:
+        cfg, buf = self.cfg, self.buffer
+        frac = 1.0 - self.iteration / self.num_iterations  # 1 -> 1/num_iterations
+        lr = cfg.learning_rate * (frac if cfg.anneal_lr else 1.0)
+        clip_eps = cfg.clip_eps * (frac if cfg.anneal_clip else 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+        t0 = time.perf_counter()
+        ep_returns, ep_lengths = self._collect()
+        t_rollout = time.perf_counter() - t0
+
+        with torch.no_grad():
+            next_value = self.agent.value(self.obs)                             # (N,)
+        next_values = torch.cat([buf.values[1:], next_value[None]])             # (T, N)
+        adv, ret = compute_gae(buf.rewards.double().numpy(), buf.values.double().numpy(),
+                               next_values.double().numpy(), buf.terminations.numpy(),
+                               buf.dones.numpy(), cfg.gamma, cfg.gae_lambda)
+        batch = buf.flatten(torch.from_numpy(adv).float(), torch.from_numpy(ret).float())
+        stats = self._update(batch, clip_eps)
+
+        self.iteration += 1
+        metrics = {**stats, "train/learning_rate": lr, "train/clip_eps": clip_eps,
+                   "perf/rollout_s": t_rollout, "perf/update_s": time.perf_counter() - t0 - t_rollout}
+        if ep_returns:
+            metrics["rollout/episodic_return"] = float(np.mean(ep_returns))
+            metrics["rollout/episodic_length"] = float(np.mean(ep_lengths))
+        return metrics
+
+    def _collect(self) -> tuple[list[float], list[float]]:
+        cfg, buf = self.cfg, self.buffer
+        ep_returns: list[float] = []
+        ep_lengths: list[float] = []
+        for t in range(cfg.num_steps):
+            with torch.no_grad():
+                actions, logprobs = self.agent.sample(self.obs, self.mask, self.gen)
+                buf.values[t] = self.agent.value(self.obs)
+            buf.obs[t] = self.obs
+            buf.actions[t] = actions
+            buf.logprobs[t] = logprobs
+            buf.valid[t] = ~self.prev_done  # a reset step is not a real transition
+            if buf.action_masks is not None and self.mask is not None:
+                buf.action_masks[t] = self.mask
+
+            env_actions = actions.numpy()
+            if not self.discrete:
+                env_actions = np.clip(env_actions, self.low, self.high)
+            obs, rewards, terms, truncs, infos = self.envs.step(env_actions)
+            self.global_step += int(buf.valid[t].sum())
+
+            buf.rewards[t] = torch.as_tensor(rewards, dtype=torch.float32)
+            buf.terminations[t] = torch.as_tensor(terms)
+            done = torch.as_tensor(np.logical_or(terms, truncs))
+            buf.dones[t] = done
+            self.prev_done = done
+            self.obs = torch.as_tensor(obs, dtype=torch.float32).reshape(cfg.num_envs, -1)
+            self.mask = self._mask(infos)
+            if "_episode" in infos and infos["_episode"].any():
+                ended = infos["_episode"]
+                ep_returns += infos["episode"]["r"][ended].tolist()
+                ep_lengths += infos["episode"]["l"][ended].tolist()
+        return ep_returns, ep_lengths
+
+    def _update(self, b: Any, clip_eps: float) -> dict[str, float]:
+        cfg = self.cfg
+        n = b.obs.shape[0]
+        v_clip = clip_eps if cfg.clip_vloss else None
+        sums = torch.zeros(6)
+        count = 0
+        for _epoch in range(cfg.update_epochs):
+            perm = torch.from_numpy(self.rng.permutation(n))
+            stop = False
+            for mb in torch.tensor_split(perm, cfg.num_minibatches):
+                mb_adv = b.advantages[mb]
+                if cfg.norm_adv and len(mb) > 1:
+                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+                mask = b.action_masks[mb] if b.action_masks is not None else None
+                new_logprob, entropy = self.agent.logprob_entropy(b.obs[mb], b.actions[mb], mask)
+                new_value = self.agent.value(b.obs[mb])
+
+                pg = clipped_surrogate(new_logprob - b.logprobs[mb], mb_adv, clip_eps)
+                v_loss = value_loss(new_value, b.returns[mb], b.values[mb], v_clip)
+                entropy_loss = entropy.mean()
+                loss = pg.loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
+
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                sums += torch.stack([pg.loss, v_loss, entropy_loss, pg.approx_kl, pg.clipfrac,
+                                     loss]).detach()
+                count += 1
+                if cfg.target_kl is not None and pg.approx_kl.item() > cfg.target_kl:
+                    stop = True
+                    break
+            if stop:
+                break
+        means = (sums / max(count, 1)).tolist()
+        var_y = b.returns.var().item()
+        explained = float("nan") if var_y == 0 else 1.0 - (b.returns - b.values).var().item() / var_y
+        keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "loss")
+        return {**{f"train/{k}": v for k, v in zip(keys, means, strict=True)},
+                "train/explained_variance": explained}
+
+    # ---------------------------------------------------------------- evaluation + state
+    def act(self, obs: np.ndarray, deterministic: bool = True,
+            action_mask: np.ndarray | None = None) -> np.ndarray:
+        obs_t = torch.as_tensor(self.envs.transform_obs(obs), dtype=torch.float32)
+        obs_t = obs_t.reshape(obs_t.shape[0], -1)
+        mask = torch.as_tensor(action_mask) if action_mask is not None else None
+        if deterministic:
+            actions = self.agent.mode(obs_t, mask)
+        else:
+            actions = self.agent.sample(obs_t, mask, self.gen)[0]
+        out = actions.numpy()
+        return out if self.discrete else np.clip(out, self.low, self.high)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": self.gen.get_state(),
+            "np_rng": self.rng.bit_generator.state,
+            "envs": self.envs.get_state(),
+            "obs": self.obs, "prev_done": self.prev_done, "mask": self.mask,
+            "global_step": self.global_step, "iteration": self.iteration,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.agent.load_state_dict(state["agent"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["torch_rng"])
+        self.rng.bit_generator.state = state["np_rng"]
+        self.envs.set_state(state["envs"])
+        self.obs, self.prev_done, self.mask = state["obs"], state["prev_done"], state["mask"]
+        self.global_step, self.iteration = state["global_step"], state["iteration"]
+
+    def close(self) -> None:
+        self.envs.close()
+
+    def _mask(self, infos: dict[str, Any]) -> torch.Tensor | None:
+        mask = infos.get("action_mask") if self.discrete else None
+        return None if mask is None else torch.as_tensor(np.asarray(mask, dtype=bool))

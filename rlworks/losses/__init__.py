@@ -1,0 +1,1 @@
+"""Loss terms: pure functions of tensors that return named terms."""

@@ -1,0 +1,49 @@
+"""Action distributions as plain functions (no ``torch.distributions`` objects in hot loops:
+their argument validation and object creation cost more than the maths for small nets)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def mask_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Set the logits of illegal actions (``mask == False``) to the lowest finite float."""
+    if mask is None:
+        return logits
+    return logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+
+
+def categorical_sample(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(B, A) -> (B,) sampled with the run's generator (Gumbel-max)."""
+    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype)
+    gumbel = -torch.log(-torch.log(u.clamp_min(1e-20)))
+    return (logits + gumbel).argmax(dim=-1)
+
+
+def categorical_logprob_entropy(logits: torch.Tensor, actions: torch.Tensor
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, A), (B,) -> log pi(a), entropy, both (B,)."""
+    logp = torch.log_softmax(logits, dim=-1)
+    p = logp.exp()
+    # Masked logits give p == 0 and a huge negative logp; 0 * logp is 0, as it should be.
+    entropy = -(p * logp).sum(-1)
+    return logp.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), entropy
+
+
+def gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor,
+                    generator: torch.Generator) -> torch.Tensor:
+    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+    return mean + log_std.exp() * noise
+
+
+def gaussian_logprob_entropy(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Diagonal Gaussian: (B, D) mean, (D,) or (B, D) log_std, (B, D) actions -> (B,), (B,)."""
+    z = (actions - mean) * torch.exp(-log_std)
+    logp = (-0.5 * z.square() - log_std - 0.5 * _LOG_2PI).sum(-1)
+    entropy = (log_std + 0.5 * (1.0 + _LOG_2PI)).sum(-1).expand(mean.shape[0])
+    return logp, entropy

@@ -1,0 +1,1 @@
+"""Advantage and return estimators: pure functions with their shapes stated."""
