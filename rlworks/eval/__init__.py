@@ -1,0 +1,1 @@
+"""Policy evaluation, aggregate statistics and reports."""

@@ -1,0 +1,1 @@
+"""Running runs: the single-run driver, local process pools, Ray, HPO."""

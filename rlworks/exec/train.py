@@ -1,0 +1,192 @@
+"""The run driver: one tracked training run of a registered algorithm.
+
+Everything around the maths lives here, so algorithm files stay readable alone: creating the
+run in the store, the progress bar, batched metric logging, checkpoints every N steps and at
+the end, resume after a crash, the final evaluation and the run's summary.
+
+Resume is exact: the learner's full state (weights, optimisers, generators, env state, replay)
+is checkpointed between iterations; on ``--resume`` the latest checkpoint is loaded and every
+metric logged after it is deleted, so the resumed run re-logs the same values. Metrics under
+``perf/`` measure wall-clock time and naturally differ.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from typing import Any
+
+from rlworks.core.config import config_from_dict, config_hash, config_to_dict
+from rlworks.core.errors import UserError
+from rlworks.core.registry import ALGORITHMS
+from rlworks.core.seeding import derive_seed
+from rlworks.track.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from rlworks.track.logger import RunLogger, Sink
+from rlworks.track.store import RunStore
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def train(algo: str, cfg: Any, store: RunStore, *, experiment: str | None = None,
+          progress: bool | None = None, sinks: tuple[Sink, ...] = (),
+          keep_checkpoints: int = 2) -> dict[str, Any]:
+    """Train ``algo`` with ``cfg`` as a new run; return the run's summary (with ``run_id``)."""
+    import rlworks.algos.online  # noqa: F401  (registers the online agents)
+
+    ALGORITHMS.get(algo)
+    run_id = store.create_run(algo=algo, env_id=cfg.env_id, seed=cfg.seed,
+                              config=config_to_dict(cfg), config_hash=config_hash(cfg),
+                              experiment=experiment)
+    return _run(algo, cfg, store, run_id, progress, sinks, keep_checkpoints, resume=False)
+
+
+def resume(run_id: str, store: RunStore, *, progress: bool | None = None,
+           sinks: tuple[Sink, ...] = (), keep_checkpoints: int = 2) -> dict[str, Any]:
+    """Continue an unfinished run from its latest checkpoint (from scratch if it has none)."""
+    import rlworks.algos.online  # noqa: F401
+
+    record = store.get_run(run_id)
+    if record.status == "finished":
+        raise UserError(f"run '{record.run_id}' already finished; start a new run instead")
+    spec = ALGORITHMS.get(record.algo)
+    cfg = config_from_dict(spec.config_class(), record.config, source=f"run {record.run_id}")
+    return _run(record.algo, cfg, store, record.run_id, progress, sinks, keep_checkpoints,
+                resume=True)
+
+
+def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | None,
+         sinks: tuple[Sink, ...], keep: int, resume: bool) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(cfg.torch_threads)
+    spec = ALGORITHMS.get(algo)
+    ckpt_dir = store.run_dir(run_id) / CHECKPOINT_DIR
+    learner = spec.learner_class()(cfg)
+    start_step = 0
+    if resume:
+        path = latest_checkpoint(ckpt_dir)
+        if path is not None:
+            start_step, state, _meta = load_checkpoint(path)
+            learner.load_state_dict(state)
+        store.delete_metrics_after(run_id, start_step)
+        store.set_status(run_id, "running")
+
+    logger = RunLogger(store, run_id, sinks=sinks)
+    desc = f"{algo} {cfg.env_id} seed {cfg.seed}"
+    bar = _Progress(cfg.total_steps, learner.global_step, progress, desc)
+    every = cfg.checkpoint_every
+    next_ckpt = (learner.global_step // every + 1) * every if every else None
+    recent: deque[float] = deque(maxlen=20)
+    t0, step0 = time.perf_counter(), learner.global_step
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_dir, learner.global_step, learner.state_dict(),
+                        meta={"run_id": run_id, "algo": algo})
+        prune_checkpoints(ckpt_dir, keep)
+
+    try:
+        while learner.global_step < cfg.total_steps:
+            metrics = learner.iterate()
+            elapsed = time.perf_counter() - t0
+            metrics["perf/sps"] = (learner.global_step - step0) / max(elapsed, 1e-9)
+            logger.log(learner.global_step, metrics)
+            if "rollout/episodic_return" in metrics:
+                recent.append(metrics["rollout/episodic_return"])
+            bar.update(learner.global_step, metrics["perf/sps"], recent)
+            if next_ckpt is not None and learner.global_step >= next_ckpt:
+                logger.flush()  # metrics up to the checkpoint are durable before it exists
+                checkpoint()
+                next_ckpt = (learner.global_step // every + 1) * every
+        logger.flush()
+        checkpoint()
+        train_time = time.perf_counter() - t0
+        bar.close()
+
+        from rlworks.eval.evaluate import evaluate
+
+        returns = evaluate(learner, cfg.env_id, cfg.eval_episodes,
+                           seed=derive_seed(cfg.seed, "eval"), backend=cfg.backend)
+        summary = {
+            "run_id": run_id, "algo": algo, "env_id": cfg.env_id, "seed": cfg.seed,
+            "global_step": learner.global_step, "train_time_s": round(train_time, 3),
+            "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std()),
+            "eval_episodes": len(returns), "resumed": resume,
+        }
+        logger.log(learner.global_step, {"eval/return": summary["eval_return_mean"],
+                                         "eval/return_std": summary["eval_return_std"]})
+        logger.close()
+        for path in sorted(ckpt_dir.glob("step_*.json"))[-1:]:
+            store.add_artefact(run_id, "checkpoint", path)
+        store.set_status(run_id, "finished", summary=summary)
+        return summary
+    except KeyboardInterrupt:
+        bar.close()
+        logger.close()
+        checkpoint()
+        store.set_status(run_id, "interrupted")
+        raise
+    except BaseException:
+        bar.close()
+        logger.close()
+        store.set_status(run_id, "failed")
+        raise
+    finally:
+        learner.close()
+
+
+def build_config(algo: str, overrides: dict[str, Any], config_file: str | None = None) -> Any:
+    """Dataclass defaults < per-env tuned defaults (zoo) < config file < ``overrides``."""
+    import rlworks.algos.online  # noqa: F401
+    from rlworks.algos.online.zoo import zoo_defaults
+    from rlworks.core.config import load_config_file
+
+    spec = ALGORITHMS.get(algo)
+    cls = spec.config_class()
+    file_values = load_config_file(config_file) if config_file else {}
+    # The env decides which tuned defaults apply, so find it first.
+    env_id = overrides.get("env_id") or file_values.get("env_id") or cls().env_id
+    base = config_from_dict(cls, {**dict(spec.overrides), **zoo_defaults(algo, env_id)},
+                            source=f"zoo[{algo}, {env_id}]")
+    if file_values:
+        base = config_from_dict(cls, file_values, source=str(config_file), base=base)
+    return config_from_dict(cls, overrides, source="command line", base=base)
+
+
+class _Progress:
+    """tqdm on a terminal; a plain line every ~10% otherwise (logs, CI)."""
+
+    def __init__(self, total: int, start: int, enabled: bool | None, desc: str) -> None:
+        self.tty = sys.stderr.isatty() if enabled is None else enabled
+        self.quiet = enabled is False or os.environ.get("RLWORKS_QUIET") == "1"
+        self.total, self.desc, self.last = total, desc, start
+        self.next_line = start + total // 10
+        self.bar = None
+        if self.tty and not self.quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, desc=desc, unit="step",
+                            dynamic_ncols=True, leave=False)
+
+    def update(self, step: int, sps: float, recent: deque[float]) -> None:
+        ret = f"{sum(recent) / len(recent):.1f}" if recent else "-"
+        if self.bar is not None:
+            self.bar.update(step - self.last)
+            self.bar.set_postfix_str(f"sps={sps:,.0f} return={ret}", refresh=False)
+        elif not self.quiet and step >= self.next_line:
+            print(f"{self.desc}: step {step}/{self.total} ({100 * step // self.total}%), "
+                  f"{sps:,.0f} steps/s, recent return {ret}", file=sys.stderr, flush=True)
+            self.next_line = step + self.total // 10
+        self.last = step
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
