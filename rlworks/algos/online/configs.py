@@ -238,11 +238,12 @@ class TD3Config(OnlineConfig):
     policy_delay: int = 2
     """Critic updates per actor (and target) update."""
     exploration_noise: float = 0.1
-    """Std of Gaussian action noise, as a fraction of the action range."""
+    """Std of the Gaussian exploration noise in the [-1, 1]-scaled action space (a fraction
+    of half the action range; SB3's default is no noise, the paper's 0.1)."""
     target_policy_noise: float = 0.2
-    """Std of target policy smoothing noise."""
+    """Std of the target policy smoothing noise (scaled action space)."""
     target_noise_clip: float = 0.5
-    """Clip of target policy smoothing noise."""
+    """Clip of the target policy smoothing noise (scaled action space)."""
     hidden_sizes: tuple[int, ...] = (400, 300)
     """Hidden layer widths of actor and critics."""
 

@@ -1,0 +1,1 @@
+"""Rollout storage, replay buffers, offline datasets and samplers."""
