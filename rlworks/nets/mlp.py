@@ -42,3 +42,50 @@ def _linear(a: int, b: int, gain: float | None, generator: torch.Generator | Non
             layer.weight.uniform_(-bound, bound, generator=generator)
             layer.bias.uniform_(-bound, bound, generator=generator)
     return layer
+
+
+class StackedMLP(nn.Module):
+    """K independent MLPs with equal hidden sizes, evaluated as one batched matmul per layer.
+
+    Member k's layer is slice k of a stacked ``(K, in, out)`` weight, so K small networks
+    (PPO's actor and critic, say) cost one kernel per layer instead of K: on CPU, where small
+    networks are bound by per-op overhead, that is most of the time. Members may have
+    different output widths; narrower ones are zero-padded to the widest and the padding is
+    never read (its weights get zero gradient). Each member is initialised orthogonally with
+    its own output gain, exactly as K separate ``make_mlp(..., out_gain=g)`` calls would be.
+    """
+
+    def __init__(self, in_dim: int, hidden_sizes: Sequence[int], out_dims: Sequence[int],
+                 out_gains: Sequence[float], activation: str = "tanh",
+                 hidden_gain: float = math.sqrt(2.0),
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.out_dims = tuple(out_dims)
+        self.act = {"tanh": torch.tanh, "relu": torch.relu}[activation]
+        sizes = [in_dim, *hidden_sizes, max(out_dims)]
+        k = len(out_dims)
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        last = len(sizes) - 2
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            w = torch.zeros(k, a, b)
+            for m in range(k):
+                cols = self.out_dims[m] if i == last else b
+                gain = out_gains[m] if i == last else hidden_gain
+                block = torch.empty(cols, a)  # nn.Linear's (out, in) layout, then transposed
+                nn.init.orthogonal_(block, gain, generator=generator)
+                w[m, :, :cols] = block.T
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(torch.zeros(k, 1, b)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in) -> (K, B, max_out)."""
+        h = x.unsqueeze(0).expand(len(self.out_dims), *x.shape)
+        layers = list(zip(self.weights, self.biases, strict=True))
+        last = len(layers) - 1
+        for i, (w, b) in enumerate(layers):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = self.act(h)
+        return h
+
