@@ -69,69 +69,83 @@ def field_types(cls: type) -> dict[str, Any]:
 def coerce(value: Any, tp: Any, key: str, source: str = "config") -> Any:
     """Convert ``value`` (from TOML, YAML or a CLI string) to type ``tp`` or raise UserError."""
     origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
     if origin in (types.UnionType, typing.Union):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return coerce(value, arg, key, source)
-            except UserError as err:
-                errors.append(str(err))
-        raise UserError(errors[0] if errors else f"{source}: '{key}' cannot be None")
+        return _coerce_union(value, typing.get_args(tp), key, source)
     if origin is typing.Literal:
+        args = typing.get_args(tp)
         if value in args:
             return value
-        raise UserError(
-            f"{source}: '{key}' must be one of {', '.join(map(repr, args))}, got {value!r}"
-            + (did_you_mean(str(value), [str(a) for a in args]) if isinstance(value, str) else "")
-        )
+        hint = did_you_mean(str(value), [str(a) for a in args]) if isinstance(value, str) else ""
+        raise UserError(f"{source}: '{key}' must be one of {', '.join(map(repr, args))}, "
+                        f"got {value!r}{hint}")
     if origin is tuple:
         if isinstance(value, str):
-            value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
         if not isinstance(value, list | tuple):
             raise UserError(f"{source}: '{key}' must be a list, got {value!r}")
-        inner = args[0] if args else str
+        inner = (typing.get_args(tp) or (str,))[0]
         return tuple(coerce(v, inner, key, source) for v in value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-            return value.lower() in ("true", "1", "yes", "on")
-        raise UserError(f"{source}: '{key}' must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise UserError(f"{source}: '{key}' must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                f = float(value.replace("_", ""))
-            except ValueError:
-                f = None
-            if f is not None and f.is_integer():
-                return int(f)
-        raise UserError(f"{source}: '{key}' must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.replace("_", ""))
-            except ValueError:
-                pass
-        raise UserError(f"{source}: '{key}' must be a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise UserError(f"{source}: '{key}' must be a string, got {value!r}")
-    return value  # pragma: no cover - other types pass through unchecked
+    scalar = _SCALARS.get(tp)
+    if scalar is None:
+        return value  # pragma: no cover - other types pass through unchecked
+    out = scalar(value)
+    if out is _INVALID:
+        raise UserError(f"{source}: '{key}' must be {_SCALAR_NAMES[tp]}, got {value!r}")
+    return out
+
+
+_INVALID = object()
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _as_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+        return value.lower() in _TRUE
+    return _INVALID
+
+
+def _as_float(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.replace("_", ""))
+        except ValueError:
+            pass
+    return _INVALID
+
+
+def _as_int(value: Any) -> Any:
+    if isinstance(value, bool):
+        return _INVALID
+    if isinstance(value, int):
+        return value
+    f = _as_float(value)  # accepts "1e5" and 100000.0, not 0.5
+    return int(f) if f is not _INVALID and f.is_integer() else _INVALID
+
+
+_SCALARS: dict[Any, Any] = {
+    bool: _as_bool, int: _as_int, float: _as_float,
+    str: lambda v: v if isinstance(v, str) else _INVALID,
+}
+_SCALAR_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _coerce_union(value: Any, args: tuple[Any, ...], key: str, source: str) -> Any:
+    is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+    if is_none and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return coerce(value, arg, key, source)
+        except UserError as err:
+            errors.append(str(err))
+    raise UserError(errors[0] if errors else f"{source}: '{key}' cannot be None")
 
 
 def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "config",
