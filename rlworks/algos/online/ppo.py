@@ -18,6 +18,7 @@ Deviations from the reference code, each deliberate:
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -253,6 +254,9 @@ class PPO:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        # Deep copy: torch's Optimizer.load_state_dict keeps the given moment tensors (no copy
+        # when dtype and device match), so two learners would otherwise share them.
+        state = copy.deepcopy(state)
         self.agent.load_state_dict(state["agent"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.gen.set_state(state["torch_rng"])
