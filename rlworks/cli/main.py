@@ -177,7 +177,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if path is None:
         raise UserError(f"run '{record.run_id}' has no checkpoint to evaluate yet")
     spec = ALGORITHMS.get(record.algo)
-    cfg = config_from_dict(spec.config_class(), record.config, source=f"run {record.run_id}")
+    cfg: Any = config_from_dict(spec.config_class(), record.config, source=f"run {record.run_id}")
     import torch
 
     torch.set_num_threads(cfg.torch_threads)

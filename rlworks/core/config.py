@@ -151,7 +151,7 @@ def _coerce_union(value: Any, args: tuple[Any, ...], key: str, source: str) -> A
 def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "config",
                      base: C | None = None) -> C:
     """Build ``cls`` from ``data`` (on top of ``base`` if given), validating every key."""
-    ftypes = field_types(cls)
+    ftypes = field_types(cls)  # type: ignore[arg-type]
     values: dict[str, Any] = {}
     for key, value in data.items():
         name = key.replace("-", "_")

@@ -55,7 +55,7 @@ class Registry(Generic[T]):
         if isinstance(entry, str):
             entry = resolve(entry)
             self._entries[name] = entry
-        return entry  # type: ignore[return-value]
+        return entry
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

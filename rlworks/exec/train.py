@@ -56,7 +56,7 @@ def resume(run_id: str, store: RunStore, *, progress: bool | None = None,
     if record.status == "finished":
         raise UserError(f"run '{record.run_id}' already finished; start a new run instead")
     spec = ALGORITHMS.get(record.algo)
-    cfg = config_from_dict(spec.config_class(), record.config, source=f"run {record.run_id}")
+    cfg: Any = config_from_dict(spec.config_class(), record.config, source=f"run {record.run_id}")
     return _run(record.algo, cfg, store, record.run_id, progress, sinks, keep_checkpoints,
                 resume=True)
 
@@ -152,7 +152,7 @@ def build_config(algo: str, overrides: dict[str, Any], config_file: str | None =
     file_values = load_config_file(config_file) if config_file else {}
     # The env decides which tuned defaults apply, so find it first.
     env_id = overrides.get("env_id") or file_values.get("env_id") or cls().env_id
-    base = config_from_dict(cls, {**dict(spec.overrides), **zoo_defaults(algo, env_id)},
+    base: Any = config_from_dict(cls, {**dict(spec.overrides), **zoo_defaults(algo, env_id)},
                             source=f"zoo[{algo}, {env_id}]")
     if file_values:
         base = config_from_dict(cls, file_values, source=str(config_file), base=base)
