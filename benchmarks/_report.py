@@ -14,7 +14,10 @@ import subprocess
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-HEADER = "# Benchmarks\n\nRun on demand (`python benchmarks/NAME.py`); each section below is written by its script.\n"
+HEADER = (
+    "# Benchmarks\n\nRun on demand (`python benchmarks/NAME.py`); "
+    "each section below is written by its script.\n"
+)
 
 
 def machine() -> str:
@@ -27,7 +30,8 @@ def machine() -> str:
     except OSError:
         pass
     try:
-        load = ", load average %.2f %.2f %.2f" % os.getloadavg()
+        one, five, fifteen = os.getloadavg()
+        load = f", load average {one:.2f} {five:.2f} {fifteen:.2f}"
     except OSError:
         load = ""
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}{load}"
@@ -35,8 +39,9 @@ def machine() -> str:
 
 def git_rev() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -44,10 +49,18 @@ def git_rev() -> str:
 def write_section(name: str, title: str, body: str) -> None:
     """Replace (or append) section ``name`` of docs/benchmarks.md."""
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    block = (f"<!-- BEGIN {name} -->\n## {title}\n\n*{stamp}; {machine()}; rlworks {git_rev()}.*\n\n"
-             f"{body.strip()}\n<!-- END {name} -->")
+    block = (
+        f"<!-- BEGIN {name} -->\n## {title}\n\n*{stamp}; {machine()}; rlworks {git_rev()}.*\n\n"
+        f"{body.strip()}\n<!-- END {name} -->"
+    )
     text = DOC.read_text() if DOC.exists() else HEADER
-    pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    pattern = re.compile(
+        rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S
+    )
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + block + "\n"
+    )
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(text)

@@ -4,7 +4,11 @@ from typing import Literal
 import pytest
 
 from rlworks.core.config import (
-    coerce, config_from_dict, config_hash, field_docs, load_config_file,
+    coerce,
+    config_from_dict,
+    config_hash,
+    field_docs,
+    load_config_file,
 )
 from rlworks.core.errors import UserError
 
