@@ -165,6 +165,7 @@ class AdaStop:
         elif spec == "first":
             pairs = [(0, j) for j in range(1, L)]
         else:
+            assert not isinstance(spec, str)
             pairs = [(self._index(a, names), self._index(b, names)) for a, b in spec]
             bad = [p for p in pairs if p[0] == p[1]]
             if not pairs or bad or len(set(pairs)) != len(pairs):
@@ -291,7 +292,7 @@ class AdaStop:
         pooled = np.stack([np.concatenate([new[self.algorithms[self.pairs[i][0]]],
                                            new[self.algorithms[self.pairs[i][1]]]])
                            for i in active])  # (A, 2n)
-        if self.B > C ** (k + 1):  # enumerate: C splits x all surviving paths
+        if C ** (k + 1) < self.B:  # enumerate: C splits x all surviving paths
             masks = np.zeros((C, 2 * n), dtype=bool)
             for row, chosen in enumerate(itertools.combinations(range(2 * n), n)):
                 masks[row, list(chosen)] = True
