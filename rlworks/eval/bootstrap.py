@@ -212,17 +212,18 @@ def get_interval_estimates(
         raise ValueError("rng is required: pass rlworks.core.seeding.make_rng(seed, 'stats')")
     if not scores_dict:
         raise ValueError("scores_dict is empty; pass {'algorithm': scores (R, T)}")
-    points: dict[str, np.ndarray] = {}
-    intervals: dict[str, np.ndarray] = {}
-    for name, value in scores_dict.items():
+    checked: dict[str, list[np.ndarray]] = {}
+    for name, value in scores_dict.items():  # validate everything before any bootstrap
         raw = (value,) if isinstance(value, np.ndarray) else tuple(value)
         if not raw:
             raise ValueError(f"scores {name!r} is an empty tuple of arrays")
-        arrays = [check_scores(a, name, ndim=None) for a in raw]
-        if len({a.shape[1] for a in arrays}) > 1:
-            raise ValueError(
-                f"scores {name!r}: arrays disagree on num_tasks {[a.shape for a in arrays]}"
-            )
+        checked[name] = [check_scores(a, name, ndim=None) for a in raw]
+        if len({a.shape[1] for a in checked[name]}) > 1:
+            shapes = [a.shape for a in checked[name]]
+            raise ValueError(f"scores {name!r}: arrays disagree on num_tasks {shapes}")
+    points: dict[str, np.ndarray] = {}
+    intervals: dict[str, np.ndarray] = {}
+    for name, arrays in checked.items():
         point = np.asarray(aggregate_fn(*[a[None] for a in arrays]), dtype=np.float64)[0]
         dist = bootstrap_distribution(arrays, aggregate_fn, reps, rng, max_bytes)
         dist2 = dist.reshape(reps, -1)  # (reps, K)
