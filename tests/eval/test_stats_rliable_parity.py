@@ -35,8 +35,10 @@ def score_sets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     atari_y = g.gamma(2.0, 0.45, size=(7, 26))
     one_x, one_y = g.normal(1.0, 0.5, size=(8, 1)), g.normal(0.8, 0.5, size=(6, 1))
     two_x, two_y = g.normal(0.5, 0.3, size=(2, 12)), g.normal(0.4, 0.3, size=(2, 12))
-    ties_x = np.round(g.normal(0, 3, size=(6, 10)))  # integers: many ties, also across x/y
-    ties_y = np.round(g.normal(0.5, 3, size=(6, 10)))
+    # Half-integers: many ties, also across x/y. (A coarser lattice, e.g. integers over 6 runs,
+    # puts the median's bootstrap atoms 4% of the width apart: no 3% comparison can pass.)
+    ties_x = np.round(g.normal(0, 3, size=(12, 10)) * 2) / 2
+    ties_y = np.round(g.normal(0.5, 3, size=(12, 10)) * 2) / 2
     # Tasks at 1e-12 and at 1e12 in one set. (Scales spread over many orders *within* a task
     # make the bootstrap distribution a few far-apart atoms, whose quantiles no Monte Carlo
     # estimate pins down: rliable disagrees with itself across seeds there.)
