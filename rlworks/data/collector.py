@@ -82,6 +82,7 @@ class ReplayCollector:
         self._returns, self._lengths = [], []
         if state.get("env") is None:
             self.restart(seed=restart_seed)
+            self.buffer.truncate_last_row()  # the interrupted episodes end there
             return
         self.envs.set_state(state["env"])
         self.obs = np.array(state["obs"])

@@ -111,6 +111,12 @@ class ReplayBuffer:
         self.pos = (i + 1) % self.capacity_per_env
         self.full = self.full or self.pos == 0
 
+    def truncate_last_row(self) -> None:
+        """Mark the last written row's episodes as cut by a time limit (they bootstrap but no
+        n-step window runs on): used when the envs are restarted mid-episode."""
+        if self.size:
+            self.truncations[(self.pos - 1) % self.capacity_per_env] = True
+
     def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch:
         """``batch_size`` valid transitions drawn uniformly (with replacement) using ``rng``."""
         flat = self._sample_indices(batch_size, rng)  # (B,) index into (rows * num_envs)

@@ -143,6 +143,19 @@ def test_resume_is_bit_identical(tmp_path):
     assert_same_state(a, b)
 
 
+def test_resume_without_env_state_restarts_the_envs(tmp_path):
+    cfg = DQNConfig(**{**TINY, "backend": "gymnasium-sync", "n_step": 3})
+    a = DQN(cfg)
+    assert env_state(a.envs) is None  # gymnasium cannot snapshot its envs
+    run(a, 20)
+    b = DQN(cfg)
+    b.load_state_dict(load_checkpoint(save_checkpoint(tmp_path, 1, a.state_dict()))[1])
+    last = (b.buffer.pos - 1) % b.buffer.capacity_per_env
+    assert b.buffer.truncations[last].all()  # interrupted episodes: no window runs past
+    assert not b.collector.prev_done.any() and b.global_step == a.global_step
+    assert all(math.isfinite(v) for m in run(b, 5) for v in m.values())
+
+
 @functools.cache
 def final_eval(seed: int) -> float:
     cfg = config_from_dict(DQNConfig, {**zoo_defaults("dqn", "CartPole-v1"), "seed": seed})

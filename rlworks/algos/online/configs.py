@@ -207,6 +207,10 @@ class SACConfig(OnlineConfig):
             _positive(self, name)
         _unit(self, "gamma")
         _unit(self, "tau")
+        for name in ("ent_coef", "ent_coef_init"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UserError(f"{name} must be > 0 (alpha is learned as log alpha), got {value}")
 
 
 @dataclass(frozen=True)

@@ -88,8 +88,8 @@ class SAC:
         self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.hidden_sizes, init)
         self.critic = EnsembleMLP(2, obs_dim + act_dim, cfg.hidden_sizes, 1, generator=init)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.full((1,), math.log(cfg.ent_coef or cfg.ent_coef_init),
-                                    requires_grad=cfg.ent_coef is None)
+        alpha0 = cfg.ent_coef_init if cfg.ent_coef is None else cfg.ent_coef
+        self.log_alpha = torch.full((1,), math.log(alpha0), requires_grad=cfg.ent_coef is None)
         self.target_entropy = (-float(act_dim) if cfg.target_entropy is None
                                else cfg.target_entropy)
         # log alpha shares the actor's optimiser (Adam is per-parameter, so this equals a
