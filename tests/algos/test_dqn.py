@@ -18,6 +18,7 @@ from rlworks.core.config import config_from_dict
 from rlworks.core.errors import UserError
 from rlworks.data.collector import env_state
 from rlworks.envs import make_vec
+from rlworks.eval.evaluate import evaluate
 from rlworks.track.checkpoint import flatten_state, load_checkpoint, save_checkpoint
 
 TINY: dict[str, Any] = dict(
@@ -166,19 +167,6 @@ def final_eval(seed: int) -> float:
     learner.close()
     print(f"dqn CartPole-v1 seed {seed}: eval mean {returns.mean():.1f}")
     return float(returns.mean())
-
-
-def evaluate(learner, env_id: str, episodes: int, seed: int) -> np.ndarray:
-    """Deterministic returns of ``episodes`` episodes on a fresh env (first to finish)."""
-    envs = make_vec(env_id, 4, seed=seed)
-    obs, _ = envs.reset()
-    returns: list[float] = []
-    while len(returns) < episodes:
-        obs, _, _, _, infos = envs.step(learner.act(obs))
-        if "_episode" in infos:
-            returns += infos["episode"]["r"][infos["_episode"]].tolist()
-    envs.close()
-    return np.asarray(returns[:episodes])
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from rlworks.algos.online.zoo import zoo_defaults
 from rlworks.core.config import config_from_dict
 from rlworks.data.collector import env_state
 from rlworks.envs import make_vec
+from rlworks.eval.evaluate import evaluate
 from rlworks.track.checkpoint import flatten_state, load_checkpoint, save_checkpoint
 
 TINY: dict[str, Any] = dict(
@@ -80,17 +81,6 @@ def final_eval(seed: int) -> float:
     learner.close()
     print(f"td3 Pendulum-v1 seed {seed}: eval mean {returns.mean():.1f}")
     return float(returns.mean())
-
-
-def evaluate(learner, env_id: str, episodes: int, seed: int) -> np.ndarray:
-    """Deterministic returns of ``episodes`` episodes on a fresh env (all of equal length)."""
-    envs = make_vec(env_id, episodes, seed=seed)
-    obs, _ = envs.reset()
-    while True:
-        obs, _, _, _, infos = envs.step(learner.act(obs))
-        if "_episode" in infos:
-            envs.close()
-            return infos["episode"]["r"][infos["_episode"]]
 
 
 @pytest.mark.slow
