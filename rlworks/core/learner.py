@@ -12,7 +12,8 @@ Rules a learner follows so that a killed run resumes bit-identically:
   JSON scalars/lists: network weights, optimiser states, generator states, the vector env's
   state (``envs.get_state()``), normaliser statistics, replay contents and step counters.
   ``load_state_dict(state_dict())`` on a fresh learner built from the same config restores
-  the learner exactly.
+  the learner exactly, and must not alias the given state (torch's
+  ``Optimizer.load_state_dict`` keeps the tensors it is given, so copy first).
 * ``iterate()`` is one deterministic unit of work (PPO: one rollout and its update; off-policy
   agents: ``train_freq`` vector steps and their gradient steps). The driver checkpoints only
   between iterations.

@@ -107,3 +107,24 @@ def test_ppo_solves_cartpole_four_of_five_seeds():
     scores = [_final_eval(seed) for seed in range(5)]
     print("PPO CartPole-v1 final eval returns:", scores)
     assert sum(s >= 475 for s in scores) >= 4, scores
+
+
+@pytest.mark.parametrize("algo,env_id", [("dqn", "CartPole-v1"), ("sac", "Pendulum-v1"),
+                                         ("td3", "Pendulum-v1")])
+def test_offpolicy_in_process_load_does_not_alias(algo, env_id):
+    """Loading one learner's live state_dict into another must not share optimiser tensors."""
+    from rlworks.core.registry import ALGORITHMS
+
+    overrides = {"env_id": env_id, "backend": "native", "learning_starts": 50, "batch_size": 16,
+                 "hidden_sizes": (16, 16), "total_steps": 10_000, "train_freq": 1,
+                 "gradient_steps": 1}
+    cls = ALGORITHMS.get(algo).learner_class()
+    a = cls(build_config(algo, overrides))
+    for _ in range(60):
+        a.iterate()
+    b = cls(build_config(algo, overrides))
+    b.load_state_dict(a.state_dict())
+    for _ in range(5):
+        ma, mb = a.iterate(), b.iterate()
+        assert {k: v for k, v in ma.items() if not k.startswith("perf/")} == \
+               {k: v for k, v in mb.items() if not k.startswith("perf/")}
