@@ -157,6 +157,17 @@ def test_resume_without_env_state_restarts_the_envs(tmp_path):
     assert all(math.isfinite(v) for m in run(b, 5) for v in m.values())
 
 
+def test_loading_one_state_twice_does_not_alias():
+    cfg = DQNConfig(**{**TINY, "backend": "native"})
+    a = DQN(cfg)
+    run(a, 30)
+    state = a.state_dict()
+    b, c = DQN(cfg), DQN(cfg)
+    b.load_state_dict(state)
+    c.load_state_dict(state)  # would share optimiser tensors with b if load aliased
+    assert run(b, 10) == run(c, 10)
+
+
 @functools.cache
 def final_eval(seed: int) -> float:
     cfg = config_from_dict(DQNConfig, {**zoo_defaults("dqn", "CartPole-v1"), "seed": seed})

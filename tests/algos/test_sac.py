@@ -86,6 +86,17 @@ def test_resume_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=key)
 
 
+def test_loading_one_state_twice_does_not_alias():
+    cfg = SACConfig(**{**TINY, "backend": "native"})
+    a = SAC(cfg)
+    run(a, 150)
+    state = a.state_dict()
+    b, c = SAC(cfg), SAC(cfg)
+    b.load_state_dict(state)
+    c.load_state_dict(state)  # would share optimiser tensors with b if load aliased
+    assert run(b, 10) == run(c, 10)
+
+
 @functools.cache
 def final_eval(seed: int) -> float:
     cfg = config_from_dict(SACConfig, {**zoo_defaults("sac", "Pendulum-v1"), "seed": seed})

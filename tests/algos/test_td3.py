@@ -71,6 +71,17 @@ def test_resume_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=key)
 
 
+def test_loading_one_state_twice_does_not_alias():
+    cfg = TD3Config(**{**TINY, "backend": "native"})
+    a = TD3(cfg)
+    run(a, 151)
+    state = a.state_dict()
+    b, c = TD3(cfg), TD3(cfg)
+    b.load_state_dict(state)
+    c.load_state_dict(state)  # would share optimiser tensors with b if load aliased
+    assert run(b, 10) == run(c, 10)
+
+
 @functools.cache
 def final_eval(seed: int) -> float:
     cfg = config_from_dict(TD3Config, {**zoo_defaults("td3", "Pendulum-v1"), "seed": seed})

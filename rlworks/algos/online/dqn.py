@@ -176,7 +176,7 @@ class DQN:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))  # no aliasing
         self.rng.bit_generator.state = state["rng"]
         self.act_rng.bit_generator.state = state["act_rng"]
         self.buffer.load_state_dict(state["replay"])

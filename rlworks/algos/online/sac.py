@@ -190,8 +190,9 @@ class SAC:
         self.critic_target.load_state_dict(state["critic_target"])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
+        # Optimizer.load_state_dict keeps the tensors it is given: copy, not alias.
+        self.actor_opt.load_state_dict(copy.deepcopy(state["actor_opt"]))
+        self.critic_opt.load_state_dict(copy.deepcopy(state["critic_opt"]))
         self.rng.bit_generator.state = state["rng"]
         self.gen.set_state(state["gen"])
         self.act_gen.set_state(state["act_gen"])

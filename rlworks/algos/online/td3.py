@@ -146,9 +146,11 @@ class TD3:
         })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in ("actor", "actor_target", "critic", "critic_target", "actor_opt",
-                     "critic_opt"):
+        for name in ("actor", "actor_target", "critic", "critic_target"):
             getattr(self, name).load_state_dict(state[name])
+        # Optimizer.load_state_dict keeps the tensors it is given: copy, not alias.
+        self.actor_opt.load_state_dict(copy.deepcopy(state["actor_opt"]))
+        self.critic_opt.load_state_dict(copy.deepcopy(state["critic_opt"]))
         self.rng.bit_generator.state = state["rng"]
         self.act_rng.bit_generator.state = state["act_rng"]
         self.gen.set_state(state["gen"])
