@@ -78,3 +78,19 @@ def mean_metrics(names: Sequence[str],
 
 def flat_obs_dim(space: Any) -> int:
     return int(np.prod(space.shape))
+
+
+def collect_steps(collector: Any, steps: int, global_step: int, learning_starts: int,
+                  rng: np.random.Generator, act_dim: int, scale: BoxScale,
+                  policy: Any) -> int:
+    """SAC's and TD3's collection: ``steps`` vector steps with uniform random actions in
+    [-1, 1] before ``learning_starts`` and ``policy(obs)`` after; returns the new step count."""
+    n = collector.num_envs
+    for _ in range(steps):
+        if global_step < learning_starts:
+            actions = rng.uniform(-1.0, 1.0, (n, act_dim)).astype(np.float32)
+        else:
+            actions = policy(collector.obs)
+        collector.step(actions, env_actions=scale.to_env(actions))
+        global_step += n
+    return global_step

@@ -32,7 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlworks.algos.online.configs import SACConfig
-from rlworks.algos.online.offpolicy import BoxScale, flat_obs_dim, make_envs, mean_metrics
+from rlworks.algos.online.offpolicy import (
+    BoxScale,
+    collect_steps,
+    flat_obs_dim,
+    make_envs,
+    mean_metrics,
+)
 from rlworks.core.seeding import derive_seed, make_rng, torch_generator
 from rlworks.data.collector import ReplayCollector
 from rlworks.data.replay import ReplayBatch, ReplayBuffer
@@ -109,14 +115,10 @@ class SAC:
 
     def iterate(self) -> dict[str, float]:
         """``train_freq`` env steps, then ``gradient_steps`` updates (after warm-up)."""
-        cfg, n = self.cfg, self.collector.num_envs
-        for _ in range(self.steps_per_iter):
-            if self.global_step < cfg.learning_starts:
-                actions = self.rng.uniform(-1.0, 1.0, (n, self.act_dim)).astype(np.float32)
-            else:
-                actions = self._policy(self.collector.obs, self.gen)
-            self.collector.step(actions, env_actions=self.scale.to_env(actions))
-            self.global_step += n
+        cfg = self.cfg
+        self.global_step = collect_steps(
+            self.collector, self.steps_per_iter, self.global_step, cfg.learning_starts,
+            self.rng, self.act_dim, self.scale, lambda obs: self._policy(obs, self.gen))
         metrics = self.collector.pop_episode_stats()
         if self.global_step > cfg.learning_starts:
             terms = [self._update(self.buffer.sample(cfg.batch_size, self.rng))
