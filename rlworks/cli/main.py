@@ -22,7 +22,9 @@ EPILOG = """examples:
   rlworks train sac --env Pendulum-v1 --help          every SAC field, with its default
   rlworks train ppo --resume RUN_ID                   continue a killed run
   rlworks eval RUN_ID --episodes 20
-  rlworks runs ls"""
+  rlworks runs ls
+  rlworks run experiments/cartpole.toml               a grid of algos x envs x seeds
+  rlworks compare --experiment cartpole               report: IQM with CIs, plots"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,9 +63,11 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     algos.set_defaults(func=cmd_algos)
     envs = sub.add_parser("envs", help="list the native environments")
     envs.set_defaults(func=cmd_envs)
-    from rlworks.cli import runs
+    from rlworks.cli import compare, run_cmd, runs
 
     runs.register(sub)
+    run_cmd.register(sub)
+    compare.register(sub)
     return parser
 
 

@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from rlworks.core.config import config_from_dict, config_hash, config_to_dict
@@ -32,37 +33,51 @@ from rlworks.track.logger import RunLogger, Sink
 from rlworks.track.store import RunStore
 
 CHECKPOINT_DIR = "checkpoints"
+Callback = Callable[[int, dict[str, float]], None]
+
+
+class StopRun(Exception):  # noqa: N818  (a signal, not an error)
+    """Raise from a ``callback`` to end a run early (e.g. an HPO pruner): the run is
+    checkpointed, marked "pruned" and its summary returned with ``"pruned": True``."""
 
 
 def train(algo: str, cfg: Any, store: RunStore, *, experiment: str | None = None,
           progress: bool | None = None, sinks: tuple[Sink, ...] = (),
-          keep_checkpoints: int = 2) -> dict[str, Any]:
-    """Train ``algo`` with ``cfg`` as a new run; return the run's summary (with ``run_id``)."""
+          keep_checkpoints: int = 2, callback: Callback | None = None) -> dict[str, Any]:
+    """Train ``algo`` with ``cfg`` as a new run; return the run's summary (with ``run_id``).
+
+    ``callback(global_step, metrics)`` is called after every iteration; it may raise
+    :class:`StopRun` to end the run early.
+    """
     import rlworks.algos.online  # noqa: F401  (registers the online agents)
 
     ALGORITHMS.get(algo)
     run_id = store.create_run(algo=algo, env_id=cfg.env_id, seed=cfg.seed,
                               config=config_to_dict(cfg), config_hash=config_hash(cfg),
                               experiment=experiment)
-    return _run(algo, cfg, store, run_id, progress, sinks, keep_checkpoints, resume=False)
+    return _run(algo, cfg, store, run_id, progress, sinks, keep_checkpoints, resume=False,
+                callback=callback)
 
 
 def resume(run_id: str, store: RunStore, *, progress: bool | None = None,
-           sinks: tuple[Sink, ...] = (), keep_checkpoints: int = 2) -> dict[str, Any]:
+           sinks: tuple[Sink, ...] = (), keep_checkpoints: int = 2,
+           callback: Callback | None = None) -> dict[str, Any]:
     """Continue an unfinished run from its latest checkpoint (from scratch if it has none)."""
     import rlworks.algos.online  # noqa: F401
 
     record = store.get_run(run_id)
-    if record.status == "finished":
-        raise UserError(f"run '{record.run_id}' already finished; start a new run instead")
+    if record.status in ("finished", "pruned"):
+        raise UserError(f"run '{record.run_id}' already {record.status}; start a new run "
+                        "instead")
     spec = ALGORITHMS.get(record.algo)
     cfg: Any = config_from_dict(spec.config_class(), record.config, source=f"run {record.run_id}")
     return _run(record.algo, cfg, store, record.run_id, progress, sinks, keep_checkpoints,
-                resume=True)
+                resume=True, callback=callback)
 
 
 def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | None,
-         sinks: tuple[Sink, ...], keep: int, resume: bool) -> dict[str, Any]:
+         sinks: tuple[Sink, ...], keep: int, resume: bool,
+         callback: Callback | None = None) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(cfg.torch_threads)
@@ -100,6 +115,8 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
             if "rollout/episodic_return" in metrics:
                 recent.append(metrics["rollout/episodic_return"])
             bar.update(learner.global_step, metrics["perf/sps"], recent)
+            if callback is not None:
+                callback(learner.global_step, metrics)
             if next_ckpt is not None and learner.global_step >= next_ckpt:
                 logger.flush()  # metrics up to the checkpoint are durable before it exists
                 checkpoint()
@@ -125,6 +142,15 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
         for path in sorted(ckpt_dir.glob("step_*.json"))[-1:]:
             store.add_artefact(run_id, "checkpoint", path)
         store.set_status(run_id, "finished", summary=summary)
+        return summary
+    except StopRun as stop:
+        bar.close()
+        logger.close()
+        checkpoint()
+        summary = {"run_id": run_id, "algo": algo, "env_id": cfg.env_id, "seed": cfg.seed,
+                   "global_step": learner.global_step, "pruned": True,
+                   "pruned_reason": str(stop) or "stopped by callback"}
+        store.set_status(run_id, "pruned", summary=summary)
         return summary
     except KeyboardInterrupt:
         bar.close()

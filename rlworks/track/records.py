@@ -11,7 +11,7 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 DB_NAME = "runs.sqlite"
-STATUSES = ("running", "finished", "failed", "interrupted")
+STATUSES = ("running", "finished", "failed", "interrupted", "pruned")
 TERMINAL = ("finished", "failed", "interrupted")
 DISPLAY_STATUSES = (*STATUSES, "unfinished")
 STALE_AFTER_S = 600.0
