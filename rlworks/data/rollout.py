@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 
@@ -23,6 +24,20 @@ class RolloutBatch(NamedTuple):
     advantages: torch.Tensor   # (B,)
     returns: torch.Tensor      # (B,)
     action_masks: torch.Tensor | None  # (B, A) bool or None
+
+
+class RolloutArrays(NamedTuple):
+    """Numpy views of a :class:`RolloutBuffer`'s tensors (writes go to the same memory)."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    logprobs: np.ndarray
+    values: np.ndarray
+    rewards: np.ndarray
+    terminations: np.ndarray
+    dones: np.ndarray
+    valid: np.ndarray
+    action_masks: np.ndarray | None
 
 
 class RolloutBuffer:
@@ -40,6 +55,11 @@ class RolloutBuffer:
         self.valid = torch.zeros((T, N), dtype=torch.bool)
         self.action_masks = (torch.ones((T, N, num_actions), dtype=torch.bool)
                              if num_actions is not None else None)
+
+    def numpy(self) -> RolloutArrays:
+        """Zero-copy numpy views of the storage, for writing a rollout step by step."""
+        return RolloutArrays(**{f: None if getattr(self, f) is None else getattr(self, f).numpy()
+                                for f in RolloutArrays._fields})
 
     def flatten(self, advantages: torch.Tensor, returns: torch.Tensor) -> RolloutBatch:
         """Keep the valid rows of the rollout, flattened over (T, N)."""
