@@ -63,11 +63,13 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     algos.set_defaults(func=cmd_algos)
     envs = sub.add_parser("envs", help="list the native environments")
     envs.set_defaults(func=cmd_envs)
-    from rlworks.cli import compare, run_cmd, runs
+    from rlworks.cli import adastop_cmd, compare, run_cmd, runs, tune
 
     runs.register(sub)
     run_cmd.register(sub)
     compare.register(sub)
+    tune.register(sub)
+    adastop_cmd.register(sub)
     return parser
 
 
