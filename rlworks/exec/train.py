@@ -98,6 +98,8 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
     bar = _Progress(cfg.total_steps, learner.global_step, progress, desc)
     every = cfg.checkpoint_every
     next_ckpt = (learner.global_step // every + 1) * every if every else None
+    eval_every = getattr(cfg, "eval_every", 0)
+    next_eval = (learner.global_step // eval_every + 1) * eval_every if eval_every else None
     recent: deque[float] = deque(maxlen=20)
     t0, step0 = time.perf_counter(), learner.global_step
 
@@ -115,6 +117,11 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
             if "rollout/episodic_return" in metrics:
                 recent.append(metrics["rollout/episodic_return"])
             bar.update(learner.global_step, metrics["perf/sps"], recent)
+            if next_eval is not None and next_eval <= learner.global_step < cfg.total_steps:
+                # Deterministic acting draws no random numbers, so this leaves the run (and
+                # its resume) exactly as it would be without evaluations.
+                logger.log(learner.global_step, _evaluate(learner, cfg, learner.global_step))
+                next_eval = (learner.global_step // eval_every + 1) * eval_every
             if callback is not None:
                 callback(learner.global_step, metrics)
             if next_ckpt is not None and learner.global_step >= next_ckpt:
@@ -165,6 +172,14 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
         raise
     finally:
         learner.close()
+
+
+def _evaluate(learner: Any, cfg: Any, step: int) -> dict[str, float]:
+    from rlworks.eval.evaluate import evaluate
+
+    returns = evaluate(learner, cfg.env_id, cfg.eval_episodes,
+                       seed=derive_seed(cfg.seed, "eval", step), backend=cfg.backend)
+    return {"eval/return": float(returns.mean()), "eval/return_std": float(returns.std())}
 
 
 def build_config(algo: str, overrides: dict[str, Any], config_file: str | None = None) -> Any:

@@ -18,7 +18,8 @@ from safetensors.numpy import load_file
 from rlworks.track.store import RunStore
 
 CASES = {
-    "ppo": ["--env", "CartPole-v1", "--total-steps", "12288", "--checkpoint-every", "1024"],
+    "ppo": ["--env", "CartPole-v1", "--total-steps", "12288", "--checkpoint-every", "1024",
+            "--eval-every", "4096"],
     "sac": ["--env", "Pendulum-v1", "--total-steps", "1600", "--checkpoint-every", "200",
             "--learning-starts", "100", "--batch-size", "64", "--hidden-sizes", "32,32"],
 }

@@ -40,12 +40,16 @@ class OnlineConfig:
     """Checkpoint every N env steps (0: only at the end). Runs resume from the latest one."""
     eval_episodes: int = 20
     """Episodes of the deterministic policy evaluated at the end of training."""
+    eval_every: int = 0
+    """Also evaluate (``eval_episodes`` episodes, logged as ``eval/return``) every N env
+    steps during training (0: only at the end). Gives sample-efficiency curves."""
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "num_envs", "torch_threads", "eval_episodes"):
             _positive(self, name)
-        if self.checkpoint_every < 0:
-            raise UserError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        for name in ("checkpoint_every", "eval_every"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,40 @@
+"""Periodic evaluation logs eval/return on schedule and leaves training itself untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rlworks.exec.train import CHECKPOINT_DIR, build_config, train
+from rlworks.track.checkpoint import latest_checkpoint, load_checkpoint
+from rlworks.track.store import RunStore
+
+
+def _run(store: RunStore, algo: str, extra: dict) -> tuple[dict, dict]:
+    base = {"env_id": "CartPole-v1", "seed": 5, "total_steps": 2048, "eval_episodes": 2,
+            "backend": "native"}
+    if algo == "ppo":
+        base |= {"num_envs": 4, "num_steps": 64}
+    else:
+        base |= {"learning_starts": 256, "train_freq": 4, "gradient_steps": 1}
+    summary = train(algo, build_config(algo, base | extra), store, progress=False)
+    state = load_checkpoint(latest_checkpoint(store.run_dir(summary["run_id"]) / CHECKPOINT_DIR))
+    return summary, state[1]
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_eval_every_logs_on_schedule_and_changes_nothing_else(tmp_path, algo):
+    store = RunStore(tmp_path)
+    plain, plain_state = _run(store, algo, {})
+    evald, evald_state = _run(store, algo, {"eval_every": 512})
+    steps, values = store.metrics(evald["run_id"], ["eval/return"])["eval/return"]
+    # one per 512-step boundary crossed before the end (3), plus the final evaluation
+    assert len(steps) == 2048 // 512
+    assert steps[-1] == evald["global_step"] and steps[0] >= 512
+    assert all(np.isfinite(values))
+    assert "eval/return" in store.metrics(plain["run_id"])
+    assert len(store.metrics(plain["run_id"], ["eval/return"])["eval/return"][0]) == 1
+    assert evald["eval_return_mean"] == plain["eval_return_mean"]
+    key = next(k for k in ("agent", "q_net") if k in plain_state)
+    for name, tensor in plain_state[key].items():
+        np.testing.assert_array_equal(np.asarray(tensor), np.asarray(evald_state[key][name]))
