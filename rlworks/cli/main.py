@@ -17,7 +17,7 @@ from typing import Any
 from rlworks.core.errors import UserError, did_you_mean
 
 EPILOG = """examples:
-  rlworks quickstart                                  train PPO on CartPole, table + plot
+  rlworks quickstart                                  PPO vs DQN on CartPole: IQM, CIs, plots
   rlworks train ppo --env CartPole-v1 --seed 0        one tracked run
   rlworks train sac --env Pendulum-v1 --help          every SAC field, with its default
   rlworks train ppo --resume RUN_ID                   continue a killed run
@@ -112,11 +112,19 @@ def _add_eval(sub: Any) -> None:
 
 
 def _add_quickstart(sub: Any) -> None:
-    qs = sub.add_parser("quickstart", help="train PPO on CartPole-v1, print a table, plot it")
+    qs = sub.add_parser(
+        "quickstart", help="train PPO and DQN on CartPole-v1, compare them (IQM, CIs, plots)",
+        description="Train PPO and DQN on CartPole-v1 over a few seeds (one worker per core; "
+                    "rerun after a kill to continue), then compare them from the store: IQM "
+                    "with 95%% bootstrap CIs, probability of improvement, plots.")
     qs.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
-    qs.add_argument("--total-steps", type=_positive_int, default=100_000)
+    qs.add_argument("--total-steps", type=_positive_int, default=None,
+                    help="env steps per run (default: each algorithm's tuned CartPole budget: "
+                         "PPO 100k, DQN 50k)")
+    qs.add_argument("--workers", type=_positive_int, default=None,
+                    help="parallel training processes (default: one per core)")
     qs.add_argument("--out", default=None,
-                    help="where to write the plot (default: STORE/quickstart)")
+                    help="where to write the report and plots (default: STORE/quickstart)")
     qs.set_defaults(func=cmd_quickstart)
 
 
@@ -204,7 +212,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
     if not seeds:
         raise UserError("--seeds needs at least one integer, e.g. --seeds 0,1,2")
-    quickstart(_store(args), seeds, args.total_steps, args.out)
+    quickstart(_store(args), seeds, args.total_steps, args.out, workers=args.workers)
     return 0
 
 
