@@ -43,9 +43,11 @@ class StopRun(Exception):  # noqa: N818  (a signal, not an error)
 
 def train(algo: str, cfg: Any, store: RunStore, *, experiment: str | None = None,
           progress: bool | None = None, sinks: tuple[Sink, ...] = (),
-          keep_checkpoints: int = 2, callback: Callback | None = None) -> dict[str, Any]:
+          keep_checkpoints: int = 2, callback: Callback | None = None,
+          tags: tuple[str, ...] = ()) -> dict[str, Any]:
     """Train ``algo`` with ``cfg`` as a new run; return the run's summary (with ``run_id``).
 
+    ``tags`` are stored with the run (e.g. ``("trial-3",)`` for a tuning trial).
     ``callback(global_step, metrics)`` is called after every iteration; it may raise
     :class:`StopRun` to end the run early.
     """
@@ -54,7 +56,7 @@ def train(algo: str, cfg: Any, store: RunStore, *, experiment: str | None = None
     ALGORITHMS.get(algo)
     run_id = store.create_run(algo=algo, env_id=cfg.env_id, seed=cfg.seed,
                               config=config_to_dict(cfg), config_hash=config_hash(cfg),
-                              experiment=experiment)
+                              experiment=experiment, tags=tags)
     return _run(algo, cfg, store, run_id, progress, sinks, keep_checkpoints, resume=False,
                 callback=callback)
 

@@ -375,8 +375,9 @@ class TrialRunner:
         if stopped:
             return driver.resume(stopped[-1].run_id, self.store, progress=False,
                                  callback=callback)
+        tags = () if trial is None else (f"trial-{trial.number}",)
         return driver.train(self.spec.algo, cfg, self.store, experiment=self.experiment,
-                            progress=False, callback=callback)
+                            progress=False, callback=callback, tags=tags)
 
     def __call__(self, trial: Any) -> float:
         """Run ``trial``; return its objective, or raise optuna.TrialPruned."""

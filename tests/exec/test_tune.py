@@ -66,7 +66,7 @@ def calls(monkeypatch):
         seen.append((experiment, cfg.seed))
         run_id = store.create_run(algo=algo, env_id=cfg.env_id, seed=cfg.seed,
                                   config=config_to_dict(cfg), config_hash=config_hash(cfg),
-                                  experiment=experiment)
+                                  experiment=experiment, tags=kw.get("tags", ()))
         value = fake_return(cfg)
         base = {"run_id": run_id, "algo": algo, "env_id": cfg.env_id, "seed": cfg.seed}
         try:
@@ -177,6 +177,8 @@ def test_no_test_seed_reaches_train_during_tuning(tmp_path, calls, monkeypatch):
     monkeypatch.setattr(tune_mod, "run_final", marked_final)
     with RunStore(tmp_path / "s") as store:
         result = tune(experiment(trials=6), store, verbose=False)
+        tags = {r.tags for r in store.list_runs(experiment="lr/tune")}
+    assert tags and all(len(t) == 1 and t[0].startswith("trial-") for t in tags)
     search, final = calls[:phase_start[0]], calls[phase_start[0]:]
     assert search, "the search trained nothing"
     assert {s for _, s in search} <= set(TUNING)
