@@ -1,8 +1,18 @@
-"""``rlworks run EXPERIMENT.toml``: run a grid of algorithms x envs x seeds, resumably."""
+"""``rlworks run EXPERIMENT.toml``: run a grid of algorithms x envs x seeds, resumably.
+
+Exit codes: 0 every run finished; 1 some runs failed (the others finished; launching again
+resumes the failed ones); 2 bad input (nothing is run, the store is not touched);
+130 interrupted (running runs were checkpointed; launching again resumes them).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -15,9 +25,10 @@ def register(sub: Any) -> None:
     run.add_argument("experiment_file", metavar="EXPERIMENT.toml")
     run.add_argument("--workers", type=_positive_int, default=None,
                      help="local worker processes (default: [experiment] workers, else one "
-                          "per core)")
+                          "per core; 1 trains in this process)")
     run.add_argument("--ray", metavar="ADDRESS", default=None,
-                     help="run on a Ray cluster at ADDRESS, or 'local' to start one here")
+                     help="run on a Ray cluster at ADDRESS (e.g. 10.0.0.1:6379), or 'local' "
+                          "to start one here; the store must be visible to every node")
     run.add_argument("--dry-run", action="store_true",
                      help="print what would run (and what is already done), run nothing")
     run.add_argument("--json", action="store_true",
@@ -36,25 +47,74 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import json
-
     from rlworks.exec.experiment import expand, load_experiment
-    from rlworks.exec.launcher import launch, plan
+    from rlworks.exec.launcher import RunsFailed, launch, plan
     from rlworks.track.store import RunStore
 
-    exp = load_experiment(args.experiment_file)
+    exp = load_experiment(args.experiment_file)  # bad input fails before the store opens
     specs = expand(exp)
     store = RunStore(args.store)
     if args.dry_run:
-        for p in plan(specs, store):
-            print(f"{p.action:8s} {p.spec.label():40s} {p.run_id or ''}")
+        _print_plan(plan(specs, store, check_configs=True), args.json)
         return 0
-    planned = launch(specs, store, workers=args.workers or exp.workers, ray=args.ray)
+    try:
+        with _sigterm_as_interrupt():
+            planned = launch(specs, store, workers=args.workers or exp.workers, ray=args.ray,
+                             check_configs=True)
+    except RunsFailed as failed:
+        if args.json:
+            _print_json(failed.planned)
+        raise
+    except KeyboardInterrupt:
+        print(f"interrupted: running runs are checkpointed; `rlworks run "
+              f"{args.experiment_file}` again resumes them", file=sys.stderr)
+        return 130
     if args.json:
-        for p in planned:
-            print(json.dumps(p.summary or {"run_id": p.run_id, "status": p.action}))
+        _print_json(planned)
     else:
         print(f"experiment '{exp.name}': {sum(p.action == 'done' for p in planned)} of "
               f"{len(planned)} runs finished; compare them with "
               f"`rlworks compare --experiment {exp.name}`")
     return 0
+
+
+def _print_plan(planned: list[Any], as_json: bool) -> None:
+    if as_json:
+        for p in planned:
+            print(json.dumps({**p.spec.to_dict(), "action": p.action, "run_id": p.run_id}))
+        return
+    width = max(len(p.spec.label()) for p in planned)
+    for p in planned:
+        print(f"{p.action:8s} {p.spec.label():{width}s} {p.run_id or ''}".rstrip())
+    counts = {a: sum(p.action == a for p in planned) for a in ("done", "resume", "new",
+                                                                 "running")}
+    print(f"{len(planned)} runs: " + ", ".join(f"{n} {a}" for a, n in counts.items()))
+
+
+def _print_json(planned: list[Any]) -> None:
+    for p in planned:
+        if p.action == "done" and p.summary:
+            print(json.dumps(p.summary))
+        else:
+            print(json.dumps({"run_id": p.run_id, "status": p.action, "error": p.error,
+                              **p.spec.to_dict()}))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's time limit, `kill`) stops a launch the way Ctrl-C does: the
+    workers checkpoint their runs first."""
+
+    import threading
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

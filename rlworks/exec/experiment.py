@@ -4,7 +4,7 @@ An experiment file names what to run; :func:`load_experiment` validates all of i
 anything is trained (unknown algorithms, envs and config keys are one-line errors with a
 "did you mean"), and :func:`expand` turns it into one :class:`RunSpec` per run. The launcher
 (``rlworks.exec.launcher``) runs the specs; ``rlworks tune`` reads the optional ``[tune]``
-table of the same file.
+table of the same file. The layout is documented in ``docs/experiments.md``.
 
 ```toml
 [experiment]
@@ -19,16 +19,25 @@ total_steps = 50_000
 learning_rate = 3e-4
 [config."Acrobot-v1"]           # ... or after an env)
 total_steps = 100_000
+[config.ppo."Acrobot-v1"]       # only PPO on Acrobot
+num_envs = 16
 ```
 
 Precedence for one run: the algorithm's defaults < its tuned per-env defaults (zoo) <
 ``[config]`` < ``[config.ALGO]`` < ``[config.ENV]`` < ``[config.ALGO.ENV]``.
+
+Validation happens in two passes. Each table's keys are checked on their own (a field of
+every algorithm the table applies to, a value of the field's type), so an error names the
+table at fault. Then every (algo, env) cell's merged config is built once, which catches
+constraints between fields (``num_minibatches`` must divide the rollout) that only hold
+for the merged values.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +46,8 @@ from rlworks.core.errors import UserError, did_you_mean, unknown
 
 _EXPERIMENT_KEYS = ("name", "algos", "envs", "seeds", "workers")
 _TOP_KEYS = ("experiment", "config", "tune")
+_RESERVED = {"env_id": "envs", "seed": "seeds"}
+"""Config fields the grid itself sets, and the [experiment] key to use instead."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +77,9 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunSpec:
+        overrides = {k: _freeze(v) for k, v in dict(d.get("overrides", {})).items()}
         return cls(d["experiment"], d["algo"], d["env_id"], int(d["seed"]),
-                   tuple(sorted(dict(d.get("overrides", {})).items())))
+                   tuple(sorted(overrides.items())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,19 +91,20 @@ class Experiment:
     envs: tuple[str, ...]
     seeds: tuple[int, ...]
     config: dict[str, Any]
-    """``[config]`` as written: scalar keys for every run, sub-tables per algo/env/algo.env."""
+    """``[config]`` with canonical key names (``learning-rate`` -> ``learning_rate``): scalar
+    keys for every run, sub-tables per algo, env and algo.env."""
     tune: dict[str, Any]
     """The raw ``[tune]`` table (validated by ``rlworks.exec.tune``), or ``{}``."""
     workers: int | None = None
     source: str = "<dict>"
 
     def overrides(self, algo: str, env_id: str) -> dict[str, Any]:
-        """The config fields this file sets for one (algo, env) cell, in precedence order."""
+        """The config fields this file sets for one (algo, env) cell, precedence applied."""
         cfg = self.config
-        out = {k: v for k, v in cfg.items() if not isinstance(v, dict)}
-        for key in (algo, env_id):
-            out.update({k: v for k, v in cfg.get(key, {}).items() if not isinstance(v, dict)})
-        out.update(cfg.get(algo, {}).get(env_id, {}))
+        layers = (cfg, cfg.get(algo, {}), cfg.get(env_id, {}), cfg.get(algo, {}).get(env_id, {}))
+        out: dict[str, Any] = {}
+        for layer in layers:  # lowest first: later layers win
+            out.update(_scalars(layer))
         return out
 
 
@@ -99,6 +112,8 @@ def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file (TOML or YAML)."""
     from rlworks.core.config import load_config_file
 
+    if not Path(path).is_file():
+        raise UserError(f"experiment file '{path}' does not exist; check the path")
     return parse_experiment(load_config_file(path), source=str(path),
                             default_name=Path(path).stem)
 
@@ -108,6 +123,7 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<dict>",
     """Validate an experiment mapping (what the TOML file holds); see the module docstring."""
     import rlworks.algos.online  # noqa: F401  (lazy registrations; no torch)
     from rlworks.core.registry import ALGORITHMS
+    from rlworks.envs.registry import check_env_id
 
     where = f"experiment file '{source}'"
     for key in data:
@@ -118,16 +134,14 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<dict>",
         if key not in _EXPERIMENT_KEYS:
             raise UserError(f"{where}: unknown key '{key}' in [experiment]"
                             f"{_hint(key, _EXPERIMENT_KEYS)}")
-    name = str(head.get("name", default_name)).strip()
-    if not name:
-        raise UserError(f"{where}: [experiment] name is empty; give the grid a name")
+    name = head.get("name", default_name)
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f"{where}: [experiment] name must be a non-empty string, got {name!r}")
     algos = _names(head.get("algos"), "algos", where, '["ppo", "dqn"]')
     for algo in algos:
         if algo not in ALGORITHMS.names():
             raise UserError(f"{where}: {unknown('algorithm', algo, ALGORITHMS.names())}")
     envs = _names(head.get("envs"), "envs", where, '["CartPole-v1"]')
-    from rlworks.envs.registry import check_env_id
-
     for env_id in envs:
         try:
             check_env_id(env_id)
@@ -139,10 +153,12 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<dict>",
                                 or workers < 1):
         raise UserError(f"{where}: [experiment] workers must be a positive integer, "
                         f"got {workers!r}")
-    config = _table(data.get("config", {}), "[config]", where)
+    config = _normalise(_table(data.get("config", {}), "[config]", where), (), where)
     _check_config(config, algos, envs, where)
     tune = _table(data.get("tune", {}), "[tune]", where)
-    return Experiment(name, algos, envs, seeds, dict(config), dict(tune), workers, source)
+    exp = Experiment(name.strip(), algos, envs, seeds, config, dict(tune), workers, source)
+    _check_cells(exp, where)
+    return exp
 
 
 def expand(exp: Experiment, seeds: tuple[int, ...] | None = None) -> list[RunSpec]:
@@ -150,13 +166,18 @@ def expand(exp: Experiment, seeds: tuple[int, ...] | None = None) -> list[RunSpe
     specs = []
     for algo in exp.algos:
         for env_id in exp.envs:
-            over = tuple(sorted(exp.overrides(algo, env_id).items()))
+            over = tuple(sorted((k, _freeze(v)) for k, v in exp.overrides(algo, env_id).items()))
             for seed in exp.seeds if seeds is None else seeds:
                 specs.append(RunSpec(exp.name, algo, env_id, int(seed), over))
     return specs
 
 
-# ----------------------------------------------------------------------------- validation
+def spec_key(spec: RunSpec) -> str:
+    """A stable text key of a spec (used to match runs already in the store)."""
+    return json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+# ----------------------------------------------------------------------------- [experiment]
 def _hint(name: str, choices: Any) -> str:
     return did_you_mean(name, choices) or f"; expected one of: {', '.join(choices)}"
 
@@ -174,76 +195,170 @@ def _names(value: Any, key: str, where: str, example: str) -> tuple[str, ...]:
         raise UserError(f"{where}: [experiment] {key} must be a non-empty list of names, "
                         f"e.g. {key} = {example}")
     if len(set(value)) != len(value):
-        raise UserError(f"{where}: [experiment] {key} lists a name twice: {value}")
+        twice = sorted({v for v in value if value.count(v) > 1})
+        raise UserError(f"{where}: [experiment] {key} lists {', '.join(map(repr, twice))} "
+                        "twice; list each once")
     return tuple(value)
 
 
 def _seeds(value: Any, where: str) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if is_int(value):
         if value < 1:
             raise UserError(f"{where}: [experiment] seeds = {value}; give a count >= 1 or a list")
         return tuple(range(value))
-    if (isinstance(value, list) and value
-            and all(isinstance(s, int) and not isinstance(s, bool) for s in value)):
-        if len(set(value)) != len(value):
-            raise UserError(f"{where}: [experiment] seeds lists a seed twice: {value}")
-        return tuple(value)
-    raise UserError(f"{where}: [experiment] seeds must be a count or a list of integers, "
-                    f"e.g. seeds = [0, 1, 2], got {value!r}")
+    if not (isinstance(value, list) and value and all(is_int(s) for s in value)):
+        raise UserError(f"{where}: [experiment] seeds must be a count or a list of integers, "
+                        f"e.g. seeds = [0, 1, 2], got {value!r}")
+    if any(s < 0 for s in value):
+        raise UserError(f"{where}: [experiment] seeds must be >= 0, got {value}")
+    if len(set(value)) != len(value):
+        twice = sorted({s for s in value if value.count(s) > 1})
+        raise UserError(f"{where}: [experiment] seeds lists {twice} twice; a seed repeated is "
+                        "the same run")
+    return tuple(value)
+
+
+# ----------------------------------------------------------------------------- [config]
+def _label(*parts: str) -> str:
+    """The TOML header of a [config] sub-table, quoting names that are not bare keys."""
+    return "[" + ".".join(("config", *(p if re.fullmatch(r"[A-Za-z0-9_-]+", p)
+                                        else json.dumps(p) for p in parts))) + "]"
+
+
+def _scalars(table: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in table.items() if not isinstance(v, dict)}
+
+
+def _tables(table: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in table.items() if isinstance(v, dict)}
+
+
+def _freeze(value: Any) -> Any:
+    """TOML lists as tuples, so a RunSpec stays hashable."""
+    return tuple(_freeze(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _normalise(table: dict[str, Any], parts: tuple[str, ...], where: str) -> dict[str, Any]:
+    """Field names as the configs spell them (``learning-rate`` -> ``learning_rate``);
+    sub-table names (algos, env ids) are kept as written."""
+    out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out[key] = _normalise(value, (*parts, key), where)
+            continue
+        name = key.replace("-", "_")
+        if name in spelled:
+            raise UserError(f"{where}: {_label(*parts)} sets '{name}' twice (as "
+                            f"'{spelled[name]}' and '{key}'); keep one")
+        out[name], spelled[name] = value, key
+    return out
 
 
 def _check_config(config: dict[str, Any], algos: tuple[str, ...], envs: tuple[str, ...],
                   where: str) -> None:
-    """Every key must be a field of every algorithm it applies to, with a valid value."""
-    from rlworks.core.config import config_from_dict
-    from rlworks.core.registry import ALGORITHMS
+    """Every table of [config] names an algorithm or env; every key is a field of each
+    algorithm it applies to, with a value of the field's type.
 
-    def check(values: dict[str, Any], applies_to: tuple[str, ...], label: str) -> None:
-        for algo in applies_to:
-            cls = ALGORITHMS.get(algo).config_class()
-            fields = {f.name for f in dataclasses.fields(cls)}
-            for key in values:
-                if key in ("env_id", "seed"):
-                    raise UserError(f"{where}: {label} sets '{key}'; list "
-                                    f"{'envs' if key == 'env_id' else 'seeds'} in [experiment]")
-                if key not in fields:
-                    tip = did_you_mean(key, fields)
-                    if not tip and len(applies_to) > 1:
-                        tip = f"; if it is {algo}-free, move it under [config.<algo>]"
-                    raise UserError(f"{where}: {label} key '{key}' is not a {algo} config "
-                                    f"field{tip}")
-            try:
-                config_from_dict(cls, values, source=f"{where} {label}")
-            except UserError as err:
-                raise UserError(str(err)) from None
-
-    def scalars(table: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in table.items() if not isinstance(v, dict)}
-
-    check(scalars(config), algos, "[config]")
-    for key, sub in config.items():
-        if not isinstance(sub, dict):
-            continue
-        if key in algos:
-            check(scalars(sub), (key,), f"[config.{key}]")
-            for env_key, cell in sub.items():
-                if isinstance(cell, dict):
-                    if env_key not in envs:
-                        raise UserError(f"{where}: [config.{key}.{env_key}] names no env of "
-                                        f"this grid{_hint(env_key, envs)}")
-                    if any(isinstance(v, dict) for v in cell.values()):
-                        raise UserError(f"{where}: [config.{key}.{env_key}] nests too deep")
-                    check(cell, (key,), f"[config.{key}.{env_key}]")
-        elif key in envs:
-            if any(isinstance(v, dict) for v in sub.values()):
-                raise UserError(f"{where}: [config.\"{key}\"] nests too deep; "
-                                "use [config.ALGO.\"ENV\"]")
-            check(sub, algos, f"[config.\"{key}\"]")
+    A table of a registered algorithm or env that is not in this grid is checked the same
+    way and then applies to no run, so taking a name out of ``algos`` or ``envs`` for a
+    while needs no other edit; a name that is neither is a typo and an error.
+    """
+    _check_keys(_scalars(config), algos, (), where)
+    for key, sub in _tables(config).items():
+        if key in algos or _is_algo(key):
+            _check_algo_table(key, sub, envs, where)
+        elif key in envs or _is_env(key):
+            _check_flat(sub, (key,), where)
+            _check_keys(sub, algos, (key,), where)
         else:
-            raise UserError(f"{where}: [config.{key}] names no algorithm or env of this grid"
+            raise UserError(f"{where}: {_label(key)} names no algorithm or env"
                             f"{_hint(key, algos + envs)}")
 
 
-def spec_key(spec: RunSpec) -> str:
-    """A stable text key of a spec (used to match runs already in the store)."""
-    return json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
+def _check_algo_table(algo: str, table: dict[str, Any], envs: tuple[str, ...],
+                      where: str) -> None:
+    _check_keys(_scalars(table), (algo,), (algo,), where)
+    for env_id, cell in _tables(table).items():
+        if env_id not in envs and not _is_env(env_id):
+            raise UserError(f"{where}: {_label(algo, env_id)} names no env"
+                            f"{_hint(env_id, envs)}")
+        _check_flat(cell, (algo, env_id), where)
+        _check_keys(cell, (algo,), (algo, env_id), where)
+
+
+def _is_algo(name: str) -> bool:
+    from rlworks.core.registry import ALGORITHMS
+
+    return name in ALGORITHMS.names()
+
+
+def _is_env(name: str) -> bool:
+    from rlworks.envs.registry import check_env_id
+
+    try:
+        check_env_id(name)
+    except UserError:
+        return False
+    return True
+
+
+def _check_flat(table: dict[str, Any], parts: tuple[str, ...], where: str) -> None:
+    for key, value in table.items():
+        if isinstance(value, dict):
+            raise UserError(f"{where}: {_label(*parts, key)} nests too deep; the deepest table "
+                            'is [config.ALGO."ENV"]')
+
+
+def _check_keys(values: dict[str, Any], algos: tuple[str, ...], parts: tuple[str, ...],
+                where: str) -> None:
+    """Each key of ``values`` (the table ``parts``) must be a field of every one of ``algos``."""
+    from rlworks.core.config import coerce, field_types
+
+    label = _label(*parts)
+    types = {algo: field_types(_config_class(algo)) for algo in algos}
+    for key, value in values.items():
+        if key in _RESERVED:
+            raise UserError(f"{where}: {label} sets '{key}'; list {_RESERVED[key]} in "
+                            "[experiment] instead")
+        owners = [a for a in algos if key in types[a]]
+        if len(owners) < len(algos):
+            raise UserError(_key_error(key, owners, algos, parts, types, where))
+        for algo in algos:  # constraints between fields are checked per run (_check_cells)
+            coerce(value, types[algo][key], key, f"{where}: {label}")
+
+
+def _key_error(key: str, owners: list[str], algos: tuple[str, ...], parts: tuple[str, ...],
+               types: dict[str, dict[str, Any]], where: str) -> str:
+    label = _label(*parts)
+    if owners:  # a field of some of the algorithms only: say where it belongs
+        others = [a for a in algos if a not in owners]
+        env = [p for p in parts if p not in algos]
+        homes = " and ".join(_label(a, *env) for a in owners)
+        return (f"{where}: {label} key '{key}' is a field of {' and '.join(owners)} but not of "
+                f"{' or '.join(others)}; move it under {homes}")
+    fields = sorted({f for algo in algos for f in types[algo]})
+    tip = did_you_mean(key, fields) or (f"; `rlworks train {algos[0]} --help` lists the "
+                                        "fields")
+    return f"{where}: {label} key '{key}' is not a {' or '.join(algos)} config field{tip}"
+
+
+def _check_cells(exp: Experiment, where: str) -> None:
+    """Build each (algo, env) cell's merged config once: cross-field constraints hold."""
+    for algo in exp.algos:
+        for env_id in exp.envs:
+            spec = RunSpec(exp.name, algo, env_id, exp.seeds[0],
+                           tuple(exp.overrides(algo, env_id).items()))
+            try:
+                spec.config()
+            except UserError as err:
+                raise UserError(f"{where}: the {algo} runs on {env_id}: {err}") from None
+
+
+def _config_class(algo: str) -> type:
+    from rlworks.core.registry import ALGORITHMS
+
+    return ALGORITHMS.get(algo).config_class()
