@@ -85,15 +85,7 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
     torch.set_num_threads(cfg.torch_threads)
     spec = ALGORITHMS.get(algo)
     ckpt_dir = store.run_dir(run_id) / CHECKPOINT_DIR
-    learner = spec.learner_class()(cfg)
-    start_step = 0
-    if resume:
-        path = latest_checkpoint(ckpt_dir)
-        if path is not None:
-            start_step, state, _meta = load_checkpoint(path)
-            learner.load_state_dict(state)
-        store.delete_metrics_after(run_id, start_step)
-        store.set_status(run_id, "running")
+    learner = _start(spec, cfg, store, run_id, resume)
 
     logger = RunLogger(store, run_id, sinks=sinks)
     desc = f"{algo} {cfg.env_id} seed {cfg.seed}"
@@ -145,8 +137,12 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
             "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std()),
             "eval_episodes": len(returns), "resumed": resume,
         }
-        logger.log(learner.global_step, {"eval/return": summary["eval_return_mean"],
-                                         "eval/return_std": summary["eval_return_std"]})
+        # A run killed after logging its final evaluation but before it was marked finished
+        # resumes at its final checkpoint: that evaluation is already stored (same values).
+        logged = store.metrics(run_id, ["eval/return"]).get("eval/return", ([], []))[0]
+        if not (resume and logged and logged[-1] == learner.global_step):
+            logger.log(learner.global_step, {"eval/return": summary["eval_return_mean"],
+                                             "eval/return_std": summary["eval_return_std"]})
         logger.close()
         for path in sorted(ckpt_dir.glob("step_*.json"))[-1:]:
             store.add_artefact(run_id, "checkpoint", path)
@@ -174,6 +170,28 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
         raise
     finally:
         learner.close()
+
+
+def _start(spec: Any, cfg: Any, store: RunStore, run_id: str, resume: bool) -> Any:
+    """Build the learner; on resume load the latest checkpoint and drop metrics after it.
+    A run that cannot even start is marked "failed" (or "interrupted"), not left "running"."""
+    try:
+        learner = spec.learner_class()(cfg)
+        if resume:
+            path = latest_checkpoint(store.run_dir(run_id) / CHECKPOINT_DIR)
+            start_step = 0
+            if path is not None:
+                start_step, state, _meta = load_checkpoint(path)
+                learner.load_state_dict(state)
+            store.delete_metrics_after(run_id, start_step)
+            store.set_status(run_id, "running")
+    except KeyboardInterrupt:
+        store.set_status(run_id, "interrupted")
+        raise
+    except BaseException:
+        store.set_status(run_id, "failed")
+        raise
+    return learner
 
 
 def _evaluate(learner: Any, cfg: Any, step: int) -> dict[str, float]:

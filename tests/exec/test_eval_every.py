@@ -38,3 +38,25 @@ def test_eval_every_logs_on_schedule_and_changes_nothing_else(tmp_path, algo):
     key = next(k for k in ("agent", "q_net") if k in plain_state)
     for name, tensor in plain_state[key].items():
         np.testing.assert_array_equal(np.asarray(tensor), np.asarray(evald_state[key][name]))
+
+
+def test_a_run_that_cannot_start_is_marked_failed(tmp_path):
+    store = RunStore(tmp_path)
+    cfg = build_config("dqn", {"env_id": "Pendulum-v1", "total_steps": 100})  # continuous env
+    with pytest.raises(Exception):  # noqa: B017  (whatever DQN raises on a Box action space)
+        train("dqn", cfg, store, progress=False)
+    (run,) = store.list_runs()
+    assert run.status == "failed"
+
+
+def test_resume_of_a_run_killed_after_its_final_eval_logs_it_once(tmp_path):
+    store = RunStore(tmp_path)
+    summary, _ = _run(store, "ppo", {})
+    run_id = summary["run_id"]
+    store.set_status(run_id, "interrupted")  # as if killed before being marked finished
+    from rlworks.exec.train import resume
+
+    again = resume(run_id, store, progress=False)
+    steps, values = store.metrics(run_id, ["eval/return"])["eval/return"]
+    assert steps == [summary["global_step"]] and values == [summary["eval_return_mean"]]
+    assert again["eval_return_mean"] == summary["eval_return_mean"]
