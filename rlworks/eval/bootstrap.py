@@ -42,7 +42,13 @@ def check_scores(scores: np.ndarray, name: str, ndim: int | None = 2) -> np.ndar
 
     Raises ValueError naming ``name`` for a wrong ndim, an empty array or a non-finite value.
     """
-    arr = np.asarray(scores, dtype=np.float64)
+    try:
+        arr = np.asarray(scores, dtype=np.float64)
+    except (ValueError, TypeError) as err:  # a ragged nested list, or text
+        kind = "ragged (rows of different lengths)" if "inhomogeneous" in str(err) else \
+            f"not numeric ({err})"
+        raise ValueError(f"scores {name!r} is {kind}; give every run a score on every "
+                         "task as one (num_runs, num_tasks) array") from None
     axes = "(num_runs, num_tasks)" if ndim == 2 else "(num_runs, num_tasks, num_checkpoints)"
     if (arr.ndim != ndim) if ndim is not None else (arr.ndim < 2):
         raise ValueError(
@@ -199,7 +205,7 @@ def get_interval_estimates(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Point estimates and stratified-bootstrap CIs of ``aggregate_fn`` for every entry.
 
-    ``scores_dict[name]`` is one ``(R, T)`` array (or ``(R, T, C)`` for curves), or a tuple of
+    ``scores_dict[name]`` is one ``(R, T)`` array-like (or ``(R, T, C)`` for curves), or a tuple of
     such arrays (e.g. ``(scores_x, scores_y)`` for a probability of improvement; run counts may
     differ). ``aggregate_fn`` is batched: it receives one ``(B, R_i, T, ...)`` array per input
     and returns ``(B,)`` or ``(B, K)`` (see ``rlworks.eval.stats``).
@@ -214,7 +220,8 @@ def get_interval_estimates(
         raise ValueError("scores_dict is empty; pass {'algorithm': scores (R, T)}")
     checked: dict[str, list[np.ndarray]] = {}
     for name, value in scores_dict.items():  # validate everything before any bootstrap
-        raw = (value,) if isinstance(value, np.ndarray) else tuple(value)
+        # A tuple holds several arrays (e.g. a pair for P(X > Y)); anything else is one array.
+        raw = tuple(value) if isinstance(value, tuple) else (value,)
         if not raw:
             raise ValueError(f"scores {name!r} is an empty tuple of arrays")
         checked[name] = [check_scores(a, name, ndim=None) for a in raw]

@@ -153,6 +153,8 @@ def test_normalize_scores() -> None:
         (np.array([[1.0, np.nan]]), "'bad'.*non-finite"),
         (np.zeros(3), "'bad'.*ndim=1"),
         (np.zeros((0, 3)), "'bad'.*empty"),
+        ([[1.0, 2.0], [3.0]], "'bad' is ragged"),
+        ([["a", "b"]], "'bad' is not numeric"),
     ],
 )
 def test_errors_name_the_input(bad: np.ndarray, match: str) -> None:
