@@ -20,7 +20,8 @@ import pytest
 from rlworks.core.config import config_hash, config_to_dict
 from rlworks.core.errors import UserError
 from rlworks.exec.experiment import RunSpec, expand, parse_experiment
-from rlworks.exec.launcher import RunsFailed, _exit_reason, launch, plan
+from rlworks.exec.launcher import RunsFailed, launch, plan
+from rlworks.exec.pool import _exit_reason
 from rlworks.track.store import RunStore
 
 FAST = {"eval_episodes": 2, "checkpoint_every": 128, "hidden_sizes": [32, 32],
