@@ -34,6 +34,7 @@ from rlworks.eval.bootstrap import get_interval_estimates
 from rlworks.track.records import RunRecord
 
 DEFAULT_METRIC = "rollout/episodic_return"
+EVAL_METRIC = "eval/return"
 SCORES = ("eval", "final")
 NORMALIZATIONS = ("auto", "reference", "minmax", "none")
 FINAL_FRACTION = 0.1
@@ -94,8 +95,9 @@ def compare(store: Any, experiment: str | None = None, algos: Sequence[str] | No
             plots: bool = True) -> CompareResult:
     """Build the comparison of the finished runs matching the filters; write it to ``out_dir``.
 
-    ``metric`` (default :data:`DEFAULT_METRIC`) gives the learning curves and the
-    ``score="final"`` scores. ``out_dir`` defaults to ``<store>/reports/<experiment or "all">``;
+    ``metric`` gives the learning curves and the ``score="final"`` scores; by default
+    ``eval/return`` if every run logged periodic evaluations (``eval_every``), else
+    :data:`DEFAULT_METRIC`. ``out_dir`` defaults to ``<store>/reports/<experiment or "all">``;
     ``plots=False`` writes only report.md and report.json (the numbers, in a fraction of the
     time).
     Returns the numbers and the paths; raises :class:`UserError` for filters nothing matches, a
@@ -104,7 +106,6 @@ def compare(store: Any, experiment: str | None = None, algos: Sequence[str] | No
     """
     named_metric = metric
     strict = metric is not None or score == "final"
-    metric = metric or DEFAULT_METRIC
     if score not in SCORES:
         raise unknown("score", score, SCORES)
     if normalize not in NORMALIZATIONS:
@@ -117,6 +118,7 @@ def compare(store: Any, experiment: str | None = None, algos: Sequence[str] | No
                        normalize, plots)
     notes: list[str] = []
     runs = select_runs(store, experiment, algos, envs, notes)
+    metric = metric or _default_metric(store, runs)
     scored = score_runs(store, runs, metric, score, notes, strict)
 
     cells: dict[tuple[str, str], list[_Scored]] = {}
@@ -192,6 +194,16 @@ def _plots(out: Path, scored: list[_Scored], all_envs: list[str], norm: dict[str
 
 
 # ----------------------------------------------------------------------------- selection
+def _default_metric(store: Any, runs: list[RunRecord]) -> str:
+    """Periodic evaluations (``eval/return``, from ``eval_every``) when every run has them:
+    sample-efficiency curves of the deterministic policy; else the training returns."""
+    for run in runs:
+        steps = store.metrics(run.run_id, [EVAL_METRIC]).get(EVAL_METRIC, ([], []))[0]
+        if len(steps) < 3:
+            return DEFAULT_METRIC
+    return EVAL_METRIC
+
+
 def select_runs(store: Any, experiment: str | None, algos: Sequence[str] | None,
                 envs: Sequence[str] | None, notes: list[str]) -> list[RunRecord]:
     """The finished runs matching the filters; a filter value nothing has is an error."""

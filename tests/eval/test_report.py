@@ -216,3 +216,17 @@ def test_learning_curve_is_iqm_over_runs_on_a_common_grid() -> None:
     np.testing.assert_allclose(point, [2.5, 5.0, 7.5])
     assert band.shape == (2, 3) and np.all(band[0] <= point) and np.all(point <= band[1])
     assert notes == []
+
+
+def test_learning_curves_default_to_periodic_evaluations_when_every_run_has_them(tmp_path):
+    store = RunStore(tmp_path / "store")
+    ids = [add(store, algo, "Foo-v0", seed, float(seed), curve=[1.0, 2.0, 3.0])
+           for algo in ("a", "b") for seed in range(3)]
+    for run_id in ids:
+        store.log_metrics(run_id, [(1000 * i, "eval/return", 10.0 * i) for i in (1, 2, 3)])
+    compare(store, experiment="exp", out_dir=tmp_path / "with", reps=REPS)
+    assert "IQM of eval/return" in (tmp_path / "with" / "learning_curves.svg").read_text()
+    add(store, "a", "Foo-v0", 9, 5.0, curve=[1.0, 2.0])  # one run without evaluations
+    compare(store, experiment="exp", out_dir=tmp_path / "without", reps=REPS)
+    text = (tmp_path / "without" / "learning_curves.svg").read_text()
+    assert f"IQM of {METRIC}" in text and "eval/return" not in text
