@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
+from rlworks.cli._args import jsonable
 from rlworks.core.errors import UserError
 
 _TRAINING_ONLY = (("env", "--env"), ("total_steps", "--total-steps"), ("settings", "--set"),
@@ -106,7 +106,7 @@ def cmd_adastop(args: argparse.Namespace) -> int:
         doc = _decisions_doc(test)
         doc.update(experiment=setup.experiment, env_id=setup.env_id, runs=result.runs,
                    trained=result.trained, reused=result.reused)
-        print(json.dumps(_jsonable(doc)))
+        print(json.dumps(jsonable(doc)))
         return 0
     _print_final(test, f"{result.trained} runs trained, {result.reused} reused from the "
                        f"store; see them with `rlworks runs ls --experiment {setup.experiment}`")
@@ -130,7 +130,7 @@ def _cmd_csv(args: argparse.Namespace) -> int:
     if args.json:
         doc = _decisions_doc(test)
         doc["files"] = list(args.csv[:test.k])
-        print(json.dumps(_jsonable(doc)))
+        print(json.dumps(jsonable(doc)))
         return 0
     _print_final(test, f"{test.k} score files used")
     return 0
@@ -167,13 +167,3 @@ def _decisions_doc(test: Any) -> dict[str, Any]:
         "scores": {a: test.scores(a).tolist() for a in test.algorithms},
     }
 
-
-def _jsonable(obj: Any) -> Any:
-    """Strict JSON: NaN and infinities (an impossible boundary) become ``None``."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    return obj

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlworks.cli._args import positive_int
 from rlworks.core.errors import UserError
 
 EXAMPLES = """examples:
@@ -46,7 +47,7 @@ def register(subparsers: Any) -> None:
                      "when there are several envs)")
     cmp.add_argument("--out", metavar="DIR",
                      help="output directory (default: STORE/reports/EXPERIMENT or .../all)")
-    cmp.add_argument("--reps", type=_positive_int, default=2_000, metavar="N",
+    cmp.add_argument("--reps", type=positive_int, default=2_000, metavar="N",
                      help="bootstrap repetitions (default: 2000)")
     cmp.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     cmp.add_argument("--no-plots", action="store_true",
@@ -72,14 +73,6 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(float(text.replace("_", "")))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def _open_store(args: argparse.Namespace) -> Any:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from rlworks.cli._args import positive_int
 from rlworks.core.errors import UserError, did_you_mean
 
 EPILOG = """examples:
@@ -105,7 +106,7 @@ def _add_train(sub: Any, argv: Sequence[str]) -> None:
 def _add_eval(sub: Any) -> None:
     ev = sub.add_parser("eval", help="evaluate a stored run's final policy")
     ev.add_argument("run_id", metavar="RUN_ID")
-    ev.add_argument("--episodes", type=_positive_int, default=20)
+    ev.add_argument("--episodes", type=positive_int, default=20)
     ev.add_argument("--seed", type=int, default=None, help="evaluation seed (default: derived)")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
@@ -118,24 +119,16 @@ def _add_quickstart(sub: Any) -> None:
                     "rerun after a kill to continue), then compare them from the store: IQM "
                     "with 95%% bootstrap CIs, probability of improvement, plots.")
     qs.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
-    qs.add_argument("--total-steps", type=_positive_int, default=None,
+    qs.add_argument("--total-steps", type=positive_int, default=None,
                     help="env steps per run (default: each algorithm's tuned CartPole budget: "
                          "PPO 100k, DQN 50k)")
-    qs.add_argument("--workers", type=_positive_int, default=None,
+    qs.add_argument("--workers", type=positive_int, default=None,
                     help="parallel training processes (default: one per core)")
     qs.add_argument("--out", default=None,
                     help="where to write the report and plots (default: STORE/quickstart)")
     qs.set_defaults(func=cmd_quickstart)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(float(text.replace("_", "")))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def _store(args: argparse.Namespace) -> Any:

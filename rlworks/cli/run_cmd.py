@@ -15,6 +15,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from rlworks.cli._args import positive_int
+
 
 def register(sub: Any) -> None:
     run = sub.add_parser(
@@ -23,7 +25,7 @@ def register(sub: Any) -> None:
                     "in the store are reused, unfinished ones resumed: after a kill, run the "
                     "same command again. See docs/experiments.md for the file layout.")
     run.add_argument("experiment_file", metavar="EXPERIMENT.toml")
-    run.add_argument("--workers", type=_positive_int, default=None,
+    run.add_argument("--workers", type=positive_int, default=None,
                      help="local worker processes (default: [experiment] workers, else one "
                           "per core; 1 trains in this process)")
     run.add_argument("--ray", metavar="ADDRESS", default=None,
@@ -36,14 +38,6 @@ def register(sub: Any) -> None:
     run.set_defaults(func=cmd_run)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def cmd_run(args: argparse.Namespace) -> int:

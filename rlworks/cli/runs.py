@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from rlworks.cli._args import jsonable
 from rlworks.core.errors import UserError, unknown
 from rlworks.track.store import DB_NAME, DISPLAY_STATUSES, RunRecord, RunStore, default_store_path
 
@@ -94,7 +94,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if not runs:
             _explain_empty(store, args)
     if args.json:
-        print(json.dumps([_jsonable(r.to_dict()) for r in runs], indent=2))
+        print(json.dumps([jsonable(r.to_dict()) for r in runs], indent=2))
         return 0
     if runs:
         print(format_table(runs))
@@ -176,7 +176,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         doc = {**run.to_dict(),
                "last_metrics": {k: {"step": s, "value": v} for k, (s, v) in last.items()},
                "artefacts": [{"kind": k, "path": str(p)} for k, p in artefacts]}
-        print(json.dumps(_jsonable(doc), indent=2))
+        print(json.dumps(jsonable(doc), indent=2))
         return 0
     print(format_show(run, last, artefacts))
     return 0
@@ -265,22 +265,13 @@ def write_export(run: RunRecord, metrics: dict[str, tuple[list[int], list[float]
     elif fmt == "json":
         doc = {"run": run.to_dict(),
                "metrics": [{"step": s, "key": k, "value": v} for s, k, v in rows]}
-        json.dump(_jsonable(doc), out, indent=1, allow_nan=False)
+        json.dump(jsonable(doc), out, indent=1, allow_nan=False)
         out.write("\n")
     else:
         raise unknown("export format", fmt, ("csv", "json"))
     return len(rows)
 
 
-def _jsonable(obj: Any) -> Any:
-    """Strict JSON: NaN and infinities become ``None``."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 # ---------------------------------------------------------------------------- rm

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rlworks.cli._args import positive_int
+
 
 def register(sub: Any) -> None:
     tune = sub.add_parser(
@@ -26,10 +28,10 @@ def register(sub: Any) -> None:
                     "report both with IQM and 95% bootstrap CIs. Rerunning the command "
                     "continues the study. See docs/tuning.md.")
     tune.add_argument("experiment_file", metavar="EXPERIMENT.toml")
-    tune.add_argument("--trials", type=_positive_int, default=None, metavar="N",
+    tune.add_argument("--trials", type=positive_int, default=None, metavar="N",
                       help="trials in total, counting those already done (default: [tune] "
                            "trials)")
-    tune.add_argument("--workers", type=_positive_int, default=None, metavar="W",
+    tune.add_argument("--workers", type=positive_int, default=None, metavar="W",
                       help="worker processes (default: [tune] workers, else one per core)")
     tune.add_argument("--sampler", choices=("tpe", "random"), default=None,
                       help="search algorithm (default: [tune] sampler, else tpe)")
@@ -41,14 +43,6 @@ def register(sub: Any) -> None:
     tune.set_defaults(func=cmd_tune)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
