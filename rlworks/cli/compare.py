@@ -87,7 +87,7 @@ def _open_store(args: argparse.Namespace) -> Any:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from rlworks.eval.report import aggregate_table, compare
+    from rlworks.eval.report import compare
 
     with _open_store(args) as store:
         result = compare(store, experiment=args.experiment, algos=args.algos, envs=args.envs,
@@ -96,14 +96,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          plots=not args.no_plots)
     print(f"{len(result.algos)} algorithms on {', '.join(result.envs)}; normalisation: "
           f"{result.normalization}; 95% CIs from {args.reps:,} bootstrap repetitions")
+    print_result(result)
+    print(f"report: {result.report}")
+    return 0
+
+
+def print_result(result: Any) -> None:
+    """The aggregate table, each P(X > Y) with its CI, and the notes (on stderr)."""
+    from rlworks.eval.report import aggregate_table
+
     print(aggregate_table(result))
     for p in result.pairs:
         print(f"P({p['x']} > {p['y']}) = {p['estimate']:.3f} "
               f"[{p['lower']:.3f}, {p['upper']:.3f}]")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"report: {result.report}")
-    return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:

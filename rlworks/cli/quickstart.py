@@ -19,7 +19,8 @@ ENV = "CartPole-v1"
 
 def quickstart(store: Any, seeds: list[int], total_steps: int | None, out: str | None,
                workers: int | None = None) -> Path:
-    from rlworks.eval.report import aggregate_table, compare
+    from rlworks.cli.compare import print_result
+    from rlworks.eval.report import compare
     from rlworks.exec.experiment import RunSpec
     from rlworks.exec.launcher import launch
 
@@ -49,12 +50,7 @@ def quickstart(store: Any, seeds: list[int], total_steps: int | None, out: str |
              if result.normalization == "reference" else result.normalization)
     print(f"\nFinal evaluation return over {len(seeds)} seeds ({scale}), with 95% "
           "stratified-bootstrap CIs:")
-    print(aggregate_table(result))
-    for pair in result.pairs:
-        print(f"P({pair['x']} > {pair['y']}) = {pair['estimate']:.2f} "
-              f"[{pair['lower']:.2f}, {pair['upper']:.2f}]")
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
+    print_result(result)
     png = result.plots.get("interval_estimates", (out_dir / "report.md",))[0]
     for p in planned:
         if p.run_id:

@@ -17,7 +17,7 @@ def test_quickstart_compares_ppo_and_dqn_and_a_rerun_trains_nothing(tmp_path, ca
     out = capsys.readouterr()
     assert "4 runs: 0 finished already, 4 to run" in out.err
     assert re.search(r"^ppo\s+2\s", out.out, re.M) and re.search(r"^dqn\s+2\s", out.out, re.M)
-    assert re.search(r"P\((ppo > dqn|dqn > ppo)\) = [01]\.\d\d \[", out.out)
+    assert re.search(r"P\((ppo > dqn|dqn > ppo)\) = [01]\.\d{3} \[", out.out)
     for name in ("interval_estimates", "learning_curves"):
         assert (tmp_path / "quickstart" / f"{name}.png").stat().st_size > 10_000
         assert (tmp_path / "quickstart" / f"{name}.svg").exists()
