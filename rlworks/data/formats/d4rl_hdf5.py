@@ -80,9 +80,12 @@ def load_hdf5(path: str | Path, check_continuity: bool = True) -> Dataset:
     if raw["terminations"].shape == raw["truncations"].shape:
         raw["truncations"] = raw["truncations"] & ~raw["terminations"]  # a terminal wins
     if nxt is None:
-        Dataset(**raw, next_observations=raw["observations"], infos=infos).validate(
-            check_continuity=False
+        # Check the raw arrays (names, lengths, dtypes, NaN) before deriving from them.
+        obs = raw["observations"]
+        probe = Dataset(
+            obs, raw["actions"], raw["rewards"], raw["terminations"], raw["truncations"], obs, infos
         )
+        probe.validate(check_continuity=False)
         raw, infos = derive_next_observations(raw, infos)
         meta.setdefault("next_observations", "derived")
     else:

@@ -234,5 +234,5 @@ def _space_for(a: np.ndarray) -> Any:
         return spaces.MultiBinary(list(shape) or 1)
     if a.dtype.kind in "iu":
         info = np.iinfo(a.dtype)
-        return spaces.Box(info.min, info.max, shape, a.dtype)
-    return spaces.Box(-np.inf, np.inf, shape, a.dtype)
+        return spaces.Box(info.min, info.max, shape, a.dtype.type)
+    return spaces.Box(-np.inf, np.inf, shape, a.dtype.type)
