@@ -16,6 +16,7 @@ Rules on reading:
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ def save_hdf5(ds: Dataset, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
+    tmp = path.with_name(path.name + ".partial")
+    with h5py.File(tmp, "w") as f:
         for ours, theirs in _KEYS.items():
             f.create_dataset(theirs, data=getattr(ds, ours))
         f.create_dataset("next_observations", data=ds.next_observations)
@@ -48,6 +50,7 @@ def save_hdf5(ds: Dataset, path: str | Path) -> Path:
             for key, value in ds.infos.items():
                 group.create_dataset(key, data=value)
         f.attrs[METADATA_ATTR] = canonical_json(ds.metadata)
+    os.replace(tmp, path)  # a failed write never leaves a half file under the real name
     return path
 
 

@@ -7,6 +7,7 @@ holds Python objects is refused instead of unpickled.
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -24,8 +25,10 @@ def save_npz(ds: Dataset, path: str | Path) -> Path:
     arrays.update({f"infos/{k}": v for k, v in ds.infos.items()})
     arrays[METADATA_KEY] = np.array(canonical_json(ds.metadata))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:  # a file object keeps numpy from appending ".npz"
+    tmp = path.with_name(path.name + ".partial")
+    with tmp.open("wb") as f:  # a file object keeps numpy from appending ".npz"
         np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)  # a failed write never leaves a half file under the real name
     return path
 
 
