@@ -19,8 +19,11 @@ from torch import nn
 class FlatParameters:
     """Re-home ``params`` (the trainable ones) into one buffer; optimise ``self.param``."""
 
-    def __init__(self, params: Iterable[nn.Parameter]) -> None:
-        self.params = [p for p in params if p.requires_grad]
+    def __init__(self, params: Iterable[torch.Tensor], trainable_only: bool = True) -> None:
+        """``trainable_only=False`` re-homes every tensor given (e.g. a frozen target
+        network's, for a one-op Polyak update); gradients are attached only to trainable
+        ones."""
+        self.params = [p for p in params if p.requires_grad or not trainable_only]
         total = sum(p.numel() for p in self.params)
         first = self.params[0]
         flat = torch.empty(total, dtype=first.dtype, device=first.device)
@@ -31,10 +34,13 @@ class FlatParameters:
                 n = p.numel()
                 flat[offset:offset + n].copy_(p.reshape(-1))
                 p.data = flat[offset:offset + n].view_as(p)
-                p.grad = grad[offset:offset + n].view_as(p)
+                if p.requires_grad:
+                    p.grad = grad[offset:offset + n].view_as(p)
                 offset += n
-        self.param = nn.Parameter(flat)  # shares the buffer with every parameter
-        self.param.grad = grad
+        # shares the buffer with every parameter
+        self.param = nn.Parameter(flat, requires_grad=trainable_only)
+        if trainable_only:
+            self.param.grad = grad
 
     @property
     def grad(self) -> torch.Tensor:

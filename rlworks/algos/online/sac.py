@@ -43,6 +43,7 @@ from rlworks.core.seeding import derive_seed, make_rng, torch_generator
 from rlworks.data.collector import ReplayCollector
 from rlworks.data.replay import ReplayBatch, ReplayBuffer
 from rlworks.nets.ensemble import EnsembleMLP
+from rlworks.nets.flat import FlatParameters
 from rlworks.nets.mlp import make_mlp
 from rlworks.nets.target import polyak_update
 
@@ -99,12 +100,17 @@ class SAC:
         self.target_entropy = (-float(act_dim) if cfg.target_entropy is None
                                else cfg.target_entropy)
         # log alpha shares the actor's optimiser (Adam is per-parameter, so this equals a
-        # separate one): one backward and one fused step for both.
+        # separate one): one backward and one fused step for both. Each optimiser sees one
+        # flat buffer (rlworks.nets.flat), and the target's Polyak update is one op too.
         self.actor_params: list[torch.Tensor] = list(self.actor.parameters())
         if self.log_alpha.requires_grad:
             self.actor_params.append(self.log_alpha)
-        self.actor_opt = torch.optim.Adam(self.actor_params, lr=cfg.learning_rate, fused=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.learning_rate,
+        self.actor_flat = FlatParameters(self.actor_params)
+        self.critic_flat = FlatParameters(self.critic.parameters())
+        self.target_flat = FlatParameters(self.critic_target.parameters(), trainable_only=False)
+        self.actor_opt = torch.optim.Adam([self.actor_flat.param], lr=cfg.learning_rate,
+                                          fused=True)
+        self.critic_opt = torch.optim.Adam([self.critic_flat.param], lr=cfg.learning_rate,
                                            fused=True)
         self.buffer = ReplayBuffer(cfg.buffer_size, self.envs.num_envs, obs_space.shape,
                                    self.scale.shape, gamma=cfg.gamma)
@@ -141,7 +147,7 @@ class SAC:
             td_target = b.rewards + b.discounts * next_v  # (B,); discount 0 if terminated
         q = self.critic(torch.cat([obs, b.actions], -1))[..., 0]  # (2, B)
         q_loss = 0.5 * (q - td_target).square().mean(1).sum()
-        self.critic_opt.zero_grad()
+        self.critic_flat.zero_grad()
         q_loss.backward()
         self.critic_opt.step()
 
@@ -149,11 +155,11 @@ class SAC:
         actor_loss = (alpha * logp_pi - q_pi).mean()
         alpha_loss = -(self.log_alpha * (logp_pi.detach() + self.target_entropy)).mean()
         loss = actor_loss + alpha_loss
-        self.actor_opt.zero_grad()
+        self.actor_flat.zero_grad()
         loss.backward(inputs=self.actor_params)  # actor and log alpha; no critic weight grads
         self.actor_opt.step()
 
-        polyak_update(self.critic.parameters(), self.critic_target.parameters(), cfg.tau)
+        polyak_update([self.critic_flat.param], [self.target_flat.param], cfg.tau)
         self.num_updates += 1
         return q_loss.detach(), actor_loss.detach(), alpha[0], alpha_loss.detach()
 
