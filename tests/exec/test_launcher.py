@@ -302,6 +302,8 @@ def _alive(pid: int) -> bool:
 
 
 # ----------------------------------------------------------------------------- Ray
+@pytest.mark.slow
+@pytest.mark.ci_slow  # starting Ray takes 16-21 s on an idle machine, ~3 min under load
 def test_ray_local_runs_a_grid(store):
     pytest.importorskip("ray")
     specs = grid(seeds=2)
