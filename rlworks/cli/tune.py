@@ -47,7 +47,8 @@ def register(sub: Any) -> None:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from rlworks.exec.experiment import load_experiment
-    from rlworks.exec.tune import parse_tune, tune
+    from rlworks.exec.tune import tune
+    from rlworks.exec.tune_spec import parse_tune
     from rlworks.track.store import RunStore
 
     exp = load_experiment(args.experiment_file)
@@ -104,7 +105,7 @@ def comparison_table(result: Any) -> str:
 
 def render_report(result: Any, plot: Path | None = None) -> str:
     """The whole report as Markdown."""
-    from rlworks.exec.tune import OBJECTIVES
+    from rlworks.exec.tune_spec import OBJECTIVES
 
     spec, best = result.spec, result.best
     counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts().items()))

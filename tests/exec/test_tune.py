@@ -20,17 +20,15 @@ from rlworks.exec import tune as tune_mod
 from rlworks.exec.experiment import parse_experiment
 from rlworks.exec.train import StopRun
 from rlworks.exec.tune import (
-    SeedLeakError,
     TrialRunner,
-    TuneSpec,
     compare_scores,
     make_sampler,
     open_study,
-    parse_tune,
     run_search,
     tune,
     tune_dir,
 )
+from rlworks.exec.tune_spec import SeedLeakError, TuneSpec, parse_tune
 from rlworks.track.store import RunStore
 
 TUNING, TEST = [0, 1], [100, 101, 102]
