@@ -37,6 +37,7 @@ from rlworks.core.seeding import derive_seed, make_rng, torch_generator
 from rlworks.data.collector import ReplayCollector
 from rlworks.data.replay import ReplayBatch, ReplayBuffer
 from rlworks.nets.ensemble import EnsembleMLP
+from rlworks.nets.flat import FlatParameters
 from rlworks.nets.mlp import make_mlp
 from rlworks.nets.target import polyak_update
 
@@ -61,8 +62,16 @@ class TD3:
         self.critic = EnsembleMLP(2, obs_dim + act_dim, cfg.hidden_sizes, 1, generator=init)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_params = list(self.actor.parameters())
-        self.actor_opt = torch.optim.Adam(self.actor_params, lr=cfg.learning_rate, fused=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.learning_rate,
+        # One flat buffer per network (rlworks.nets.flat): one-op Adam, zeroing and Polyak.
+        self.actor_flat = FlatParameters(self.actor_params)
+        self.critic_flat = FlatParameters(self.critic.parameters())
+        self.actor_target_flat = FlatParameters(self.actor_target.parameters(),
+                                                trainable_only=False)
+        self.critic_target_flat = FlatParameters(self.critic_target.parameters(),
+                                                 trainable_only=False)
+        self.actor_opt = torch.optim.Adam([self.actor_flat.param], lr=cfg.learning_rate,
+                                          fused=True)
+        self.critic_opt = torch.optim.Adam([self.critic_flat.param], lr=cfg.learning_rate,
                                            fused=True)
         self.buffer = ReplayBuffer(cfg.buffer_size, self.envs.num_envs, obs_space.shape,
                                    self.scale.shape, gamma=cfg.gamma)
@@ -101,7 +110,7 @@ class TD3:
             td_target = b.rewards + b.discounts * next_q.amin(0)[:, 0]  # (B,); 0 if terminated
         q = self.critic(torch.cat([obs, b.actions], -1))[..., 0]  # (2, B)
         q_loss = (q - td_target).square().mean(1).sum()
-        self.critic_opt.zero_grad()
+        self.critic_flat.zero_grad()
         q_loss.backward()
         self.critic_opt.step()
         if self.num_updates % cfg.policy_delay:
@@ -109,11 +118,11 @@ class TD3:
 
         q1_pi = self.critic(torch.cat([obs, self.actor(obs)], -1), member=0)  # (1, B, 1)
         actor_loss = -q1_pi.mean()
-        self.actor_opt.zero_grad()
+        self.actor_flat.zero_grad()
         actor_loss.backward(inputs=self.actor_params)  # no critic weight grads
         self.actor_opt.step()
-        polyak_update(self.critic.parameters(), self.critic_target.parameters(), cfg.tau)
-        polyak_update(self.actor.parameters(), self.actor_target.parameters(), cfg.tau)
+        polyak_update([self.critic_flat.param, self.actor_flat.param],
+                      [self.critic_target_flat.param, self.actor_target_flat.param], cfg.tau)
         return q_loss.detach(), actor_loss.detach()
 
     @torch.no_grad()
