@@ -132,27 +132,11 @@ def run_one(spec_dict: dict[str, Any], store_path: str, run_id: str | None) -> d
     from rlworks.track.store import RunStore
 
     spec = RunSpec.from_dict(spec_dict)
-    with RunStore(store_path) as store:
-        try:
-            if run_id is not None:
-                return driver.resume(run_id, store, progress=False)
-            return driver.train(spec.algo, spec.config(), store, experiment=spec.experiment,
-                                progress=False)
-        except Exception:
-            with contextlib.suppress(Exception):  # the run's own error is the one to report
-                _mark_failed(spec, store)
-            raise
-
-
-def _mark_failed(spec: RunSpec, store: Any) -> None:
-    """A run that raised before its training loop (e.g. building the learner for an env it
-    cannot handle) is still stored as running, owned by this live worker: say it failed."""
-    from rlworks.core.config import config_hash
-
-    h = config_hash(spec.config())
-    for rec in store.list_runs(experiment=spec.experiment):
-        if rec.config_hash == h and rec.status == "running" and rec.pid == os.getpid():
-            store.set_status(rec.run_id, "failed")
+    with RunStore(store_path) as store:  # a run that raises is marked "failed" by the driver
+        if run_id is not None:
+            return driver.resume(run_id, store, progress=False)
+        return driver.train(spec.algo, spec.config(), store, experiment=spec.experiment,
+                            progress=False)
 
 
 def default_workers() -> int:
