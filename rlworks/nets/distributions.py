@@ -18,13 +18,6 @@ def mask_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     return logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
 
 
-def categorical_sample(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(B, A) -> (B,) sampled with the run's generator (Gumbel-max)."""
-    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype)
-    gumbel = -torch.log(-torch.log(u.clamp_min(1e-20)))
-    return (logits + gumbel).argmax(dim=-1)
-
-
 def categorical_logprob_entropy(logits: torch.Tensor, actions: torch.Tensor
                                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, A), (B,) -> log pi(a), entropy, both (B,)."""
@@ -33,12 +26,6 @@ def categorical_logprob_entropy(logits: torch.Tensor, actions: torch.Tensor
     # Masked logits give p == 0 and a huge negative logp; 0 * logp is 0, as it should be.
     entropy = -(p * logp).sum(-1)
     return logp.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), entropy
-
-
-def gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor,
-                    generator: torch.Generator) -> torch.Tensor:
-    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-    return mean + log_std.exp() * noise
 
 
 def gaussian_logprob_entropy(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor
@@ -52,7 +39,7 @@ def gaussian_logprob_entropy(mean: torch.Tensor, log_std: torch.Tensor, actions:
 
 # ----------------------------------------------------------------------------- numpy, acting
 # Rollouts act on a few rows at a time, where numpy's per-call cost is a fraction of torch's.
-# These return the same log-probabilities as the torch functions above (tests/nets).
+# They return the same log-probabilities as the torch functions above (tests/nets).
 def categorical_sample_np(logits: np.ndarray, rng: np.random.Generator
                           ) -> tuple[np.ndarray, np.ndarray]:
     """(B, A) logits -> sampled actions (B,) int64 and their log-probabilities (B,).

@@ -110,10 +110,10 @@ class PPO:
             self.low = np.asarray(act_space.low, dtype=np.float32)
             self.high = np.asarray(act_space.high, dtype=np.float32)
 
-        self.gen = torch_generator(cfg.seed, "ppo")  # initialisation
         self.rng = make_rng(cfg.seed, "ppo/minibatches")
         self.act_rng = make_rng(cfg.seed, "ppo/actions")
-        self.agent = ActorCritic(obs_dim, action_dim, self.discrete, cfg, self.gen)
+        self.agent = ActorCritic(obs_dim, action_dim, self.discrete, cfg,
+                                 torch_generator(cfg.seed, "ppo"))  # initialisation only
         # One flat buffer for all trainable parameters and one fused Adam over it: clipping,
         # the Adam step and zeroing are then one op each (see rlworks.nets.flat).
         self.flat = FlatParameters(self.agent.parameters())
@@ -254,7 +254,6 @@ class PPO:
         return {
             "agent": self.agent.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "torch_rng": self.gen.get_state(),
             "np_rng": self.rng.bit_generator.state,
             "act_rng": self.act_rng.bit_generator.state,
             "envs": self.envs.get_state(),
@@ -269,7 +268,6 @@ class PPO:
         state = copy.deepcopy(state)
         self.agent.load_state_dict(state["agent"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.gen.set_state(state["torch_rng"])
         self.rng.bit_generator.state = state["np_rng"]
         self.act_rng.bit_generator.state = state["act_rng"]
         self.envs.set_state(state["envs"])
