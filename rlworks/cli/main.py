@@ -25,7 +25,9 @@ EPILOG = """examples:
   rlworks eval RUN_ID --episodes 20
   rlworks runs ls
   rlworks run experiments/cartpole.toml               a grid of algos x envs x seeds
-  rlworks compare --experiment cartpole               report: IQM with CIs, plots"""
+  rlworks compare --experiment cartpole               report: IQM with CIs, plots
+  rlworks llm pretrain --out tinylm                   pretrain TinyLM on ReasonGym (minutes)
+  rlworks llm train grpo --model tinylm               RL post-training (GRPO family)"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,13 +66,14 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     algos.set_defaults(func=cmd_algos)
     envs = sub.add_parser("envs", help="list the native environments")
     envs.set_defaults(func=cmd_envs)
-    from rlworks.cli import adastop_cmd, compare, run_cmd, runs, tune
+    from rlworks.cli import adastop_cmd, compare, llm, run_cmd, runs, tune
 
     runs.register(sub)
     run_cmd.register(sub)
     compare.register(sub)
     tune.register(sub)
     adastop_cmd.register(sub)
+    llm.register(sub, argv)
     return parser
 
 
@@ -94,8 +97,10 @@ def _add_train(sub: Any, argv: Sequence[str]) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)
     # The algorithm's own flags come from its config dataclass, so find ALGO in argv first.
-    idx = list(argv).index("train") if "train" in argv else -1
-    name = next((a for a in argv[idx + 1:] if not a.startswith("-")), None) if idx >= 0 else None
+    words = [a for a in argv if not a.startswith("-")]  # (`--store DIR` has no "train")
+    name = words[words.index("train") + 1] if words[:1] == ["train"] and len(words) > 1 else None
+    if "--store" in argv and words[:1] != ["train"] and len(words) > 2 and words[1] == "train":
+        name = words[2]  # rlworks --store DIR train ALGO
     if name is not None:
         from rlworks.core.config import add_config_arguments
 

@@ -317,3 +317,31 @@ def _save(fig: Any, path: str | Path, tight: bool = True) -> tuple[Path, Path]:
     finally:
         plt.close(fig)
     return png, svg
+
+
+def plot_pass_at_k(
+    curves: Mapping[str, tuple[Any, Any, Any]],
+    path: str | Path,
+    *,
+    title: str | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> tuple[Path, Path]:
+    """pass@k against k (log2 axis) for several models: ``curves[name] = (ks, pass, ci)``
+    with ``ci`` of shape (2, len(ks)) or None."""
+    plt = _pyplot()
+    names = list(curves)
+    colors = _colors(colors, names)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name in names:
+        ks, values, ci = curves[name]
+        ax.plot(ks, values, marker="o", ms=3.5, lw=2.0, color=colors[name], label=name)
+        if ci is not None:
+            ax.fill_between(ks, ci[0], ci[1], color=colors[name], alpha=0.2, lw=0)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k (samples per problem)")
+    ax.set_ylabel("pass@k")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, loc="lower right")
+    ax.set_title(title or "pass@k (band: 95% bootstrap CI over problems)", fontsize=11)
+    return _save(fig, path)

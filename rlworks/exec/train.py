@@ -89,7 +89,7 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
 
     logger = RunLogger(store, run_id, sinks=sinks)
     desc = f"{algo} {cfg.env_id} seed {cfg.seed}"
-    bar = _Progress(cfg.total_steps, learner.global_step, progress, desc)
+    bar = Progress(cfg.total_steps, learner.global_step, progress, desc)
     every = cfg.checkpoint_every
     next_ckpt = (learner.global_step // every + 1) * every if every else None
     eval_every = getattr(cfg, "eval_every", 0)
@@ -110,7 +110,9 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
             logger.log(learner.global_step, metrics)
             if "rollout/episodic_return" in metrics:
                 recent.append(metrics["rollout/episodic_return"])
-            bar.update(learner.global_step, metrics["perf/sps"], recent)
+            ret = f"{sum(recent) / len(recent):.1f}" if recent else "-"
+            bar.update(learner.global_step,
+                       f"{metrics['perf/sps']:,.0f} steps/s, recent return {ret}")
             if next_eval is not None and next_eval <= learner.global_step < cfg.total_steps:
                 # Deterministic acting draws no random numbers, so this leaves the run (and
                 # its resume) exactly as it would be without evaluations.
@@ -220,7 +222,7 @@ def build_config(algo: str, overrides: dict[str, Any], config_file: str | None =
     return config_from_dict(cls, overrides, source="command line", base=base)
 
 
-class _Progress:
+class Progress:
     """tqdm on a terminal; a plain line every ~10% otherwise (logs, CI)."""
 
     def __init__(self, total: int, start: int, enabled: bool | None, desc: str) -> None:
@@ -235,15 +237,15 @@ class _Progress:
             self.bar = tqdm(total=total, initial=start, desc=desc, unit="step",
                             dynamic_ncols=True, leave=False)
 
-    def update(self, step: int, sps: float, recent: deque[float]) -> None:
-        ret = f"{sum(recent) / len(recent):.1f}" if recent else "-"
+    def update(self, step: int, status: str) -> None:
+        """Advance to ``step``; ``status`` is a short "rate, latest result" text."""
         if self.bar is not None:
             self.bar.update(step - self.last)
-            self.bar.set_postfix_str(f"sps={sps:,.0f} return={ret}", refresh=False)
+            self.bar.set_postfix_str(status, refresh=False)
         elif not self.quiet and step >= self.next_line:
             print(f"{self.desc}: step {step}/{self.total} ({100 * step // self.total}%), "
-                  f"{sps:,.0f} steps/s, recent return {ret}", file=sys.stderr, flush=True)
-            self.next_line = step + self.total // 10
+                  f"{status}", file=sys.stderr, flush=True)
+            self.next_line = step + max(1, self.total // 10)
         self.last = step
 
     def close(self) -> None:

@@ -158,3 +158,32 @@ def _draw(
                 "ask for fewer, a higher difficulty, or unique=False"
             )
     return out
+
+
+def parse_tasks(spec: str) -> list[tuple[str, tuple[int, ...]]]:
+    """``"add:1-5,mul:3"`` -> ``[("add", (1, 2, 3, 4, 5)), ("mul", (3,))]``.
+
+    A family without levels (``"add"``) takes its ``pretrain_difficulties``; levels are a
+    range ``a-b``, a single number, or several joined by ``+`` (``"mul:1+3"``).
+    """
+    out: list[tuple[str, tuple[int, ...]]] = []
+    for part in [p.strip() for p in str(spec).split(",") if p.strip()]:
+        name, _, levels = part.partition(":")
+        family = get_family(name.strip())
+        if not levels.strip():
+            out.append((name.strip(), tuple(family.pretrain_difficulties)))
+            continue
+        chosen: list[int] = []
+        for piece in levels.split("+"):
+            lo, dash, hi = piece.strip().partition("-")
+            try:
+                chosen.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
+            except ValueError:
+                raise UserError(
+                    f"bad difficulty {piece.strip()!r} in task spec {part!r}; "
+                    "write e.g. 'add:1-5' or 'mul:1+3'"
+                ) from None
+        out.append((name.strip(), tuple(_levels(name.strip(), chosen))))
+    if not out:
+        raise UserError(f"task spec {spec!r} names no family; write e.g. 'add:1-5,mul:1-3'")
+    return out

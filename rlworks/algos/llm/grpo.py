@@ -1,0 +1,515 @@
+"""RL post-training of a causal LM with verifiable rewards: the GRPO family in one loop.
+
+GRPO (Shao et al. 2024, DeepSeekMath, arXiv:2402.03300): sample G completions per prompt,
+score them, normalise each reward within its prompt group, and take clipped policy-gradient
+steps on the token log-probabilities. The variants change one part each and are presets
+(``rlworks.algos.llm.presets``): Dr. GRPO (Liu et al. 2025: no std scaling, constant-sum
+aggregation), RLOO (Ahmadian et al. 2024: leave-one-out baseline), ReMax (Li et al. 2023:
+greedy-decoding baseline), REINFORCE with a running baseline, DAPO's clip-higher / dynamic
+sampling / token-mean loss (Yu et al. 2025), Expert Iteration (rejection-sampling SFT), balanced
+online difficulty filtering (Bae et al. 2025) and the DUMP source sampler (Wang et al. 2025).
+
+Deviations from the papers, all options: the KL penalty defaults to off (``beta=0``, as TRL's
+default and DAPO/Dr. GRPO argue); the std uses Bessel's correction (``torch.std``, as TRL and
+verl); old log-probabilities are the sampling-time ones (logits / temperature), not a second
+forward pass.
+
+The maths lives in ``returns/group.py`` (advantages) and ``losses/llm.py`` (the loss); this
+file is the loop: prompts -> rollouts -> rewards -> advantages -> updates.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlworks.algos.llm.configs import RLConfig
+from rlworks.core.errors import UserError
+from rlworks.core.seeding import make_rng, torch_generator
+
+
+class PromptPool:
+    """The training problems, with their sources (``family/dN``) for curricula."""
+
+    def __init__(self, tasks: str, size: int, seed: int, split: str = "train") -> None:
+        from rlworks.llm.tasks.dataset import make_split, parse_tasks
+
+        mix = parse_tasks(tasks)
+        self.problems: list[Any] = []
+        for i, (family, levels) in enumerate(mix):
+            count = size // len(mix) + (i < size % len(mix))
+            self.problems.extend(make_split(family, levels, count, split=split, seed=seed))
+        self.sources = sorted({p.source for p in self.problems})
+        self.by_source = {
+            s: [i for i, p in enumerate(self.problems) if p.source == s] for s in self.sources
+        }
+
+    def sample(
+        self, n: int, rng: np.random.Generator, sources: list[str] | None = None
+    ) -> list[Any]:
+        """``n`` problems uniformly, or one from each given source (for DUMP)."""
+        if sources is None:
+            return [self.problems[i] for i in rng.integers(len(self.problems), size=n)]
+        return [self.problems[int(rng.choice(self.by_source[s]))] for s in sources]
+
+
+def build_rewards(spec: str, max_new_tokens: int) -> Any:
+    """``"correct:1.0,format:0.1"`` -> a :class:`RewardSet` (names: correct, format, length,
+    cosine)."""
+    from rlworks.llm.rewards import (
+        RewardSet,
+        correctness_reward,
+        cosine_length_reward,
+        format_reward,
+        length_penalty,
+    )
+
+    makers = {
+        "correct": lambda: correctness_reward,
+        "format": lambda: format_reward,
+        "length": lambda: length_penalty(max_new_tokens),
+        "cosine": lambda: cosine_length_reward(max_new_tokens),
+    }
+    terms = []
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        name, _, weight = part.partition(":")
+        if name not in makers:
+            raise UserError(f"unknown reward '{name}' in {spec!r}; use {sorted(makers)}")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise UserError(f"reward weight {weight!r} of '{name}' is not a number") from None
+        terms.append((name, makers[name](), w))
+    if not terms:
+        raise UserError(f"rewards {spec!r} names no reward; e.g. 'correct:1.0,format:0.1'")
+    return RewardSet(terms)
+
+
+class GRPOLearner:
+    """One RL run's state: policy, optimiser, reference model, samplers and generators."""
+
+    def __init__(self, cfg: RLConfig, rewards: Any = None) -> None:
+        """``rewards``: a :class:`~rlworks.llm.rewards.RewardSet` (or anything accepted by its
+        constructor, e.g. ``{"mine": (fn, 1.0)}``) replacing ``cfg.rewards``; a reward function
+        is a plain ``fn(prompts, completions, **columns) -> list[float | None]``."""
+        from rlworks.algos.llm.sft import resolve_device
+        from rlworks.llm.curriculum import DifficultyFilter, DumpSampler, FilteredBatcher
+        from rlworks.llm.generate import SamplingConfig
+        from rlworks.llm.model import load_policy
+        from rlworks.losses.llm import KL_ESTIMATORS, LOSS_AGGREGATIONS, SURROGATES
+        from rlworks.returns.group import ADVANTAGES, RunningBaseline
+
+        if not cfg.model:
+            raise UserError("no model given; pass --model DIR (e.g. from `rlworks llm pretrain`)")
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.model, self.tokenizer = load_policy(cfg.model, device=self.device)
+        self.model.train()
+        self.ref_model = None
+        if cfg.beta > 0:
+            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
+        )
+        self.pool = PromptPool(cfg.tasks, cfg.pool_size, cfg.seed)
+        from rlworks.llm.rewards import RewardSet
+
+        self.rewards = (
+            build_rewards(cfg.rewards, cfg.max_new_tokens)
+            if rewards is None
+            else rewards
+            if isinstance(rewards, RewardSet)
+            else RewardSet(rewards)
+        )
+        self.sampling = SamplingConfig(
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=cfg.top_k,
+            max_new_tokens=cfg.max_new_tokens,
+        )
+        self.rng = make_rng(cfg.seed, "llm-rl")
+        self.gen = torch_generator(cfg.seed, "llm-rl-sampling")
+        # The registry turns names into functions once, here; the loop never branches on them.
+        self.kl_estimator = KL_ESTIMATORS.get(cfg.kl_estimator)
+        self.aggregate = LOSS_AGGREGATIONS.get(cfg.aggregation)
+        if cfg.aggregation == "constant_sum":
+            agg = self.aggregate
+            self.aggregate = lambda x, m: agg(x, m, cfg.max_new_tokens)
+        self.surrogate = SURROGATES.get(cfg.surrogate)
+        self.baseline = (
+            RunningBaseline(cfg.baseline_momentum) if cfg.advantage == "reinforce" else None
+        )
+        self._estimator = self._pick_estimator(ADVANTAGES)
+        self.dump = (
+            DumpSampler(
+                self.pool.sources,
+                window=cfg.dump_window,
+                c=cfg.dump_c,
+                temperature=cfg.dump_temperature,
+            )
+            if cfg.sampler == "dump"
+            else None
+        )
+        band = cfg.band or ((1e-9, 1 - 1e-9) if cfg.dynamic_sampling else None)
+        self.batcher = (
+            FilteredBatcher(cfg.prompts_per_step, DifficultyFilter(*band)) if band else None
+        )
+        self.global_step = 0  # RL steps done
+        self.samples_seen = 0  # completions generated, filtered-out ones included
+
+    def _pick_estimator(self, registry: Any) -> Any:
+        """``(rewards (P, G), batch) -> advantages (P, G)`` for ``cfg.advantage``."""
+        cfg = self.cfg
+        if cfg.advantage == "remax":
+            fn = registry.get("remax")
+            return lambda r, b: fn(r, self._greedy_rewards(b["problems"]))
+        if cfg.advantage == "reinforce":
+            return lambda r, b: self.baseline(r)
+        if cfg.advantage == "rejection":  # Expert Iteration: imitate the correct samples
+            return lambda r, b: torch.nan_to_num((r >= cfg.accept_threshold).float() * (r == r))
+        if cfg.advantage == "grpo":
+            from rlworks.returns.group import group_relative
+
+            return lambda r, b: group_relative(
+                r, scale=cfg.scale_rewards, std_ddof=cfg.std_ddof, eps=cfg.adv_eps
+            )
+        fn = registry.get(cfg.advantage)
+        return lambda r, b: fn(r)
+
+    # ------------------------------------------------------------------ rollouts
+
+    def _sample_prompts(self, n: int) -> list[Any]:
+        if self.dump is None:
+            return self.pool.sample(n, self.rng)
+        return self.pool.sample(n, self.rng, self.dump.sample(n, self.rng))
+
+    def _rollout(self, problems: list[Any]) -> dict[str, Any]:
+        """Generate G completions per problem and score them: one group record per problem."""
+        from rlworks.llm.generate import generate
+
+        g = self.cfg.num_generations
+        roll = generate(
+            self.model, self.tokenizer, [p.prompt for p in problems], g, self.sampling, self.gen
+        )
+        self.samples_seen += len(roll.completions)
+        rep = [p for p in problems for _ in range(g)]
+        scored = self.rewards(
+            [p.prompt for p in rep],
+            roll.completions,
+            problems=rep,
+            completion_lengths=roll.lengths.tolist(),
+        )
+        correct = scored.components.get("correct")
+        return {
+            "problems": problems,
+            "roll": roll,
+            "scored": scored,
+            "rewards": torch.tensor(scored.total, dtype=torch.float32).view(len(problems), g),
+            "correct": (
+                correct.reshape(len(problems), g)
+                if correct is not None
+                else np.full((len(problems), g), np.nan)
+            ),
+        }
+
+    def _collect(self) -> tuple[list[dict[str, Any]], dict[str, float]]:
+        """The prompt groups of one step and the reward metrics of everything sampled; with
+        filtering, keep sampling (at most ``max_rounds`` rounds) until the batch is full."""
+        from rlworks.llm.curriculum import group_accuracy
+
+        p = self.cfg.prompts_per_step
+        if self.batcher is None:
+            part = self._rollout(self._sample_prompts(p))
+            return [_take(part, i) for i in range(p)], part["scored"].metrics
+        seen: list[dict[str, float]] = []
+        for _ in range(self.cfg.max_rounds):
+            if self.batcher.ready:
+                break
+            n = min(self.batcher.next_sample_size(), 4 * p)
+            part = self._rollout(self._sample_prompts(n))
+            seen.append(part["scored"].metrics)
+            # Accuracy from the correctness reward; without one, the mean reward (in [0, 1]).
+            scores = (
+                part["correct"] if np.isfinite(part["correct"]).any() else part["rewards"].numpy()
+            )
+            acc = group_accuracy(scores) if self.cfg.band else _spread(part["rewards"].numpy())
+            self.batcher.add([_take(part, i) for i in range(n)], acc)
+        groups, metrics = self.batcher.pop()
+        return groups, {**_mean_metrics(seen), **metrics}
+
+    # ------------------------------------------------------------------ one step
+
+    def iterate(self) -> dict[str, float]:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        lr_scale = min(1.0, (self.global_step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_scale
+        groups, metrics = self._collect()
+        t_gen = time.perf_counter() - t0
+        self.global_step += 1
+        if not groups:  # nothing passed the filter in max_rounds rounds: no update this step
+            return {**metrics, "train/skipped": 1.0}
+        batch = _merge(groups, self.tokenizer.pad_token_id)
+        rewards = batch["rewards"]  # (P, G), NaN where a reward function failed
+        mask = batch["completion_mask"].float()  # (N, Lc)
+        valid = ~torch.isnan(rewards.flatten())
+        if cfg.mask_truncated:
+            valid &= ~batch["truncated"]
+        mask = mask * valid[:, None].float()
+        ref_logp = self._ref_logprobs(batch) if self.ref_model is not None else None
+        if ref_logp is not None and cfg.kl_in_reward:
+            from rlworks.losses.llm import kl_penalised_rewards
+
+            penalised = kl_penalised_rewards(
+                rewards.flatten(), batch["logprobs"], ref_logp, mask, cfg.beta, self.kl_estimator
+            )
+            rewards = penalised.view_as(rewards)  # NaN stays NaN
+        advantages = self._advantages(rewards, batch)  # (P, G)
+        if self.dump is not None:
+            g = cfg.num_generations
+            self.dump.update(
+                [pr.source for pr in batch["problems"] for _ in range(g)],
+                advantages.flatten().numpy(),
+            )
+        adv = advantages.flatten()  # (N,)
+        t1 = time.perf_counter()
+        update = self._update(batch, adv, mask, ref_logp)
+        t_train = time.perf_counter() - t1
+        roll_tokens = int(batch["completion_mask"].sum())
+        lengths = batch["completion_mask"].sum(1).float()
+        correct = batch["correct"]
+        metrics.update(update)
+        metrics.update(
+            {
+                "rollout/length_mean": float(lengths.mean()),
+                "rollout/truncated_frac": float(batch["truncated"].float().mean()),
+                "train/advantage_abs_mean": float(adv.abs().mean()),
+                "train/lr": cfg.lr * lr_scale,
+                "perf/gen_s": t_gen,
+                "perf/train_s": t_train,
+                "perf/tokens_per_s": roll_tokens / max(t_gen + t_train, 1e-9),
+                "perf/samples_seen": float(self.samples_seen),
+            }
+        )
+        if np.isfinite(correct).any():  # only with a correctness reward
+            metrics["rollout/accuracy"] = float(np.nanmean(correct))
+        if self.dump is not None:
+            metrics.update(self.dump.metrics())
+        return metrics
+
+    def _advantages(self, rewards: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """(P, G) advantages by the configured estimator (chosen once, in ``__init__``)."""
+        return self._estimator(rewards, batch)
+
+    def _greedy_rewards(self, problems: list[Any]) -> torch.Tensor:
+        """ReMax's baseline: the reward of each prompt's greedy completion. (P,)"""
+        from rlworks.llm.generate import SamplingConfig, generate
+
+        greedy = SamplingConfig(temperature=0.0, max_new_tokens=self.cfg.max_new_tokens)
+        roll = generate(self.model, self.tokenizer, [p.prompt for p in problems], 1, greedy)
+        scored = self.rewards(
+            [p.prompt for p in problems],
+            roll.completions,
+            problems=problems,
+            completion_lengths=roll.lengths.tolist(),
+        )
+        return torch.nan_to_num(torch.tensor(scored.total, dtype=torch.float32), nan=0.0)
+
+    @torch.no_grad()
+    def _ref_logprobs(self, batch: dict[str, Any]) -> torch.Tensor:
+        from rlworks.llm.generate import sequence_logprobs
+
+        return sequence_logprobs(
+            self.ref_model,
+            batch["prompt_ids"],
+            batch["prompt_mask"],
+            batch["completion_ids"],
+            batch["completion_mask"],
+            self.cfg.temperature,
+        )
+
+    def _update(
+        self,
+        batch: dict[str, Any],
+        adv: torch.Tensor,
+        mask: torch.Tensor,
+        ref_logp: torch.Tensor | None,
+    ) -> dict[str, float]:
+        """``num_iterations`` passes of ``minibatches`` clipped policy-gradient steps."""
+        from rlworks.llm.generate import sequence_logprobs
+        from rlworks.losses.llm import policy_loss
+
+        cfg = self.cfg
+        n = adv.shape[0]
+        size = n // cfg.minibatches
+        beta = 0.0 if cfg.kl_in_reward else cfg.beta
+        sums: dict[str, float] = {}
+        count = 0
+        for _ in range(cfg.num_iterations):
+            order = torch.from_numpy(self.rng.permutation(n))
+            for start in range(0, n, size):
+                idx = order[start : start + size]
+                mb_mask = mask[idx]
+                logp = sequence_logprobs(
+                    self.model,
+                    batch["prompt_ids"][idx],
+                    batch["prompt_mask"][idx],
+                    batch["completion_ids"][idx],
+                    batch["completion_mask"][idx],
+                    cfg.temperature,
+                )
+                terms = policy_loss(
+                    logp,
+                    batch["logprobs"][idx],
+                    None if ref_logp is None else ref_logp[idx],
+                    adv[idx],
+                    mb_mask,
+                    clip_eps_low=cfg.clip_eps_low,
+                    clip_eps_high=cfg.clip_eps_high,
+                    beta=beta,
+                    kl_estimator=self.kl_estimator,
+                    aggregate=self.aggregate,
+                    surrogate=self.surrogate,
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                terms.loss.backward()
+                grad_norm = (
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    if cfg.grad_clip > 0
+                    else torch.tensor(0.0)
+                )
+                self.optimizer.step()
+                for key, value in (
+                    ("train/loss", terms.loss),
+                    ("train/policy_loss", terms.pg_loss),
+                    ("train/kl", terms.kl),
+                    ("train/clip_frac_low", terms.clip_frac_low),
+                    ("train/clip_frac_high", terms.clip_frac_high),
+                    ("train/ratio_mean", terms.ratio_mean),
+                    ("train/approx_kl", terms.approx_kl_old),
+                    ("train/grad_norm", grad_norm),
+                ):
+                    sums[key] = sums.get(key, 0.0) + float(value.detach())
+                count += 1
+        return {k: v / count for k, v in sums.items()}
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, problems: list[Any]) -> dict[str, float]:
+        """Greedy accuracy and sampled pass@1 (``eval_samples`` per problem) on ``problems``."""
+        from rlworks.eval.llm import sample_correct
+        from rlworks.llm.generate import SamplingConfig
+
+        gen = torch_generator(self.cfg.seed, "llm-eval")  # same draws at every evaluation
+        greedy = sample_correct(
+            self.model,
+            self.tokenizer,
+            problems,
+            1,
+            SamplingConfig(temperature=0.0, max_new_tokens=self.cfg.max_new_tokens),
+        )
+        sampled = sample_correct(
+            self.model, self.tokenizer, problems, self.cfg.eval_samples, self.sampling, gen
+        )
+        return {
+            "eval/greedy_acc": float(greedy.correct.mean()),
+            "eval/pass@1": sampled.pass_at(1),
+            f"eval/pass@{self.cfg.eval_samples}": sampled.pass_at(self.cfg.eval_samples),
+            "eval/length_mean": float(sampled.lengths.mean()),
+        }
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "gen": self.gen.get_state(),
+            "baseline": self.baseline.state_dict() if self.baseline else None,
+            "dump": self.dump.state_dict() if self.dump else None,
+            "batcher": self.batcher.state_dict() if self.batcher else None,
+            "global_step": self.global_step,
+            "samples_seen": self.samples_seen,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = copy.deepcopy(state)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self.gen.set_state(state["gen"])
+        if self.baseline is not None:
+            self.baseline.load_state_dict(state["baseline"])
+        if self.dump is not None:
+            self.dump.load_state_dict(state["dump"])
+        if self.batcher is not None:
+            self.batcher.load_state_dict(state["batcher"])
+        self.global_step = int(state["global_step"])
+        self.samples_seen = int(state["samples_seen"])
+
+    def close(self) -> None:
+        pass
+
+
+def _spread(rewards: np.ndarray) -> np.ndarray:
+    """DAPO's dynamic sampling as a band filter: 0.5 where a group's rewards differ (kept by a
+    band strictly inside (0, 1)), 0 where they are all equal (dropped). (P, G) -> (P,)"""
+    finite = np.where(np.isnan(rewards), np.nanmean(rewards), rewards)
+    return np.where(np.ptp(finite, axis=1) > 0, 0.5, 0.0)
+
+
+def _take(part: dict[str, Any], i: int) -> dict[str, Any]:
+    """Group ``i`` of a rollout part (its G rows)."""
+    g = part["rewards"].shape[1]
+    rows = slice(i * g, (i + 1) * g)
+    roll = part["roll"]
+    return {
+        "problems": [part["problems"][i]],
+        "rewards": part["rewards"][i : i + 1],
+        "correct": part["correct"][i : i + 1],
+        "prompt_ids": roll.prompt_ids[rows],
+        "prompt_mask": roll.prompt_mask[rows],
+        "completion_ids": roll.completion_ids[rows],
+        "completion_mask": roll.completion_mask[rows],
+        "logprobs": roll.logprobs[rows],
+        "truncated": roll.truncated[rows],
+    }
+
+
+def _merge(groups: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    """Concatenate prompt groups into one batch (prompts re-padded on the left, completions
+    on the right)."""
+    lp = max(x["prompt_ids"].shape[1] for x in groups)
+    lc = max(x["completion_ids"].shape[1] for x in groups)
+
+    def pad(t: torch.Tensor, width: int, value: float, left: bool) -> torch.Tensor:
+        extra = width - t.shape[1]
+        if extra == 0:
+            return t
+        fill = torch.full((t.shape[0], extra), value, dtype=t.dtype)
+        return torch.cat([fill, t] if left else [t, fill], dim=1)
+
+    return {
+        "problems": [pr for x in groups for pr in x["problems"]],
+        "rewards": torch.cat([x["rewards"] for x in groups]),
+        "correct": np.concatenate([x["correct"] for x in groups]),
+        "prompt_ids": torch.cat([pad(x["prompt_ids"], lp, pad_id, True) for x in groups]),
+        "prompt_mask": torch.cat([pad(x["prompt_mask"], lp, 0, True) for x in groups]),
+        "completion_ids": torch.cat([pad(x["completion_ids"], lc, pad_id, False) for x in groups]),
+        "completion_mask": torch.cat([pad(x["completion_mask"], lc, 0, False) for x in groups]),
+        "logprobs": torch.cat([pad(x["logprobs"], lc, 0.0, False) for x in groups]),
+        "truncated": torch.cat([x["truncated"] for x in groups]),
+    }
+
+
+def _mean_metrics(items: list[dict[str, float]]) -> dict[str, float]:
+    if not items:
+        return {}
+    keys = items[0].keys()
+    return {k: float(np.nanmean([m[k] for m in items])) for k in keys}
