@@ -1,11 +1,11 @@
 """The policy model: any local Hugging Face causal LM, and TinyLM built here from a config.
 
 TinyLM is a plain ``transformers`` Llama model (RoPE, RMSNorm, SwiGLU), initialised from its
-config with the character tokenizer of :mod:`rlworks.llm.tokenizer`, and saved with
-``save_pretrained``: a TinyLM directory is an ordinary checkpoint that ``AutoModelForCausalLM.from_pretrained`` and
-``AutoTokenizer.from_pretrained`` load with no rlworks code, and a user's own local checkpoint
-goes through the same :func:`load_policy` path. Weights are safetensors; nothing is ever
-downloaded (``local_files_only=True``).
+config with the character tokenizer of :mod:`rlworks.llm.tokenizer` and saved with
+``save_pretrained``. A TinyLM directory is an ordinary checkpoint: plain
+``AutoModelForCausalLM.from_pretrained`` and ``AutoTokenizer.from_pretrained`` load it, and a
+user's own local checkpoint goes through the same :func:`load_policy` path. Weights are
+safetensors; nothing is ever downloaded (``local_files_only=True``).
 """
 
 from __future__ import annotations
