@@ -41,7 +41,7 @@ class PretrainConfig(ModelShape):
     """Task mix, ``family:levels`` joined by commas (levels: 'a-b', 'n' or 'a+b')."""
     error_rate: float = 0.1
     """Share of SFT texts whose chain of thought carries a realistic mistake."""
-    steps: int = 1500
+    steps: int = 1200
     """Optimiser steps; the run sees steps * batch_size texts, each once."""
     batch_size: int = 64
     """Texts per optimiser step."""
@@ -57,11 +57,11 @@ class PretrainConfig(ModelShape):
     """Clip the global gradient norm to this (0: no clipping)."""
     prompt_loss: bool = False
     """Also train on the prompt tokens."""
-    eval_tasks: str = "mul:3"
-    """Held-out (test split) problems for the periodic greedy evaluation."""
+    eval_tasks: str = "add:3"
+    """Held-out (test split) problems for the greedy evaluation."""
     eval_problems: int = 128
     """Problems in the periodic evaluation."""
-    eval_every: int = 500
+    eval_every: int = 0
     """Evaluate greedy accuracy every N steps (0: only at the end)."""
     seed: int = 0
     """Seed of the data, the initial weights and the batch order."""
@@ -100,7 +100,7 @@ class RLConfig:
 
     model: str = ""
     """Local checkpoint directory (from `rlworks llm pretrain` or any causal LM)."""
-    tasks: str = "mul:3"
+    tasks: str = "add:3"
     """Training problems (train split), ``family:levels`` joined by commas."""
     eval_tasks: str = ""
     """Held-out problems (test split) for evaluation; empty = the same spec as tasks."""
