@@ -101,6 +101,33 @@ def register(sub: Any, argv: Sequence[str]) -> None:
     ev.add_argument("--torch-threads", type=positive_int, default=2)
     ev.set_defaults(func=cmd_eval)
 
+    li = lsub.add_parser(
+        "limr",
+        help="LIMR: select the problems whose learning follows the "
+        "model's (from a pilot run with --sampler epochs)",
+        description="Learning Impact Measurement (Li et al. 2025): score each "
+        "problem of a pilot run by how its per-epoch reward follows the "
+        "average learning curve, keep the aligned ones, and write their ids "
+        "for `rlworks llm train --pool-file FILE`.",
+    )
+    li.add_argument(
+        "run_id", metavar="RUN_ID", help="the pilot run (trained with --sampler epochs)"
+    )
+    li.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="keep scores >= this (default 0.6 unless --top-frac)",
+    )
+    li.add_argument(
+        "--top-frac",
+        type=float,
+        default=None,
+        help="keep this fraction of the best-scoring problems instead",
+    )
+    li.add_argument("--out", required=True, metavar="FILE", help="where to write the ids (JSON)")
+    li.set_defaults(func=cmd_limr)
+
     pr = lsub.add_parser("presets", help="list the RL presets and the fields each sets")
     pr.set_defaults(func=cmd_presets)
     llm.set_defaults(func=lambda args: (llm.print_help(), 0)[1])
@@ -182,6 +209,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             out=args.out,
         )
     _print(summary, args.json)
+    return 0
+
+
+def cmd_limr(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rlworks.exec.llm_train import limr_selection
+
+    threshold = args.threshold if args.threshold is not None or args.top_frac else 0.6
+    result = limr_selection(_store(args), args.run_id, threshold, args.top_frac)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(
+        f"LIMR kept {result['selected']} of {result['pool']} problems "
+        f"({result['epochs']} epochs); ids in {args.out}"
+    )
     return 0
 
 

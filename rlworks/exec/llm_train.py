@@ -13,6 +13,7 @@ metrics. A pretraining run is short (minutes) and restarts from scratch when res
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from rlworks.track.logger import RunLogger
 from rlworks.track.store import RunStore
 
 MODEL_DIR = "model"
+TRAJECTORIES_FILE = "reward_trajectories.json"
 
 
 def pretrain_run(
@@ -222,6 +224,12 @@ def _rl(
         store.add_artefact(run_id, "model", path)
         if out:
             _copy_model(path, Path(out))
+        if learner.trajectories:  # sampler "epochs": the raw data of LIMR's selection
+            tpath = store.run_dir(run_id) / TRAJECTORIES_FILE
+            tpath.write_text(
+                json.dumps({"epochs": learner.epoch, "trajectories": learner.trajectories})
+            )
+            store.add_artefact(run_id, "trajectories", tpath)
         start_metrics = store.metrics(run_id, ["eval/greedy_acc", "eval/pass@1"])
         summary: dict[str, Any] = {
             "run_id": run_id,
@@ -263,3 +271,44 @@ def _status(m: dict[str, float]) -> str:
     if "eval/greedy_acc" in m:
         parts.append(f"eval greedy {m['eval/greedy_acc']:.3f}")
     return ", ".join(parts)
+
+
+def limr_selection(
+    store: RunStore, run_id: str, threshold: float | None, top_frac: float | None
+) -> dict[str, Any]:
+    """LIMR (Li et al. 2025) on a pilot run's per-epoch rewards: the selected problem ids.
+
+    Uses the epochs every problem completed (a final partial epoch is dropped) and the
+    problems with a reward in each of them.
+    """
+    import numpy as np
+
+    from rlworks.llm.curriculum import limr_scores, limr_select
+
+    record = store.get_run(run_id)
+    files = [p for kind, p in store.artefacts(record.run_id) if kind == "trajectories"]
+    if not files:
+        raise UserError(
+            f"run '{record.run_id}' has no reward trajectories; run the pilot "
+            "with --sampler epochs for at least 2 epochs of the pool"
+        )
+    data = json.loads(Path(files[-1]).read_text())
+    traj: dict[str, list[float]] = data["trajectories"]
+    k = min(len(v) for v in traj.values())
+    ids = [i for i, v in traj.items() if np.all(np.isfinite(v[:k]))]
+    if k < 2 or not ids:
+        raise UserError(
+            f"run '{record.run_id}' completed {k} epoch(s) of its pool; LIMR needs "
+            "at least 2 (more steps, or a smaller --pool-size)"
+        )
+    rewards = np.array([traj[i][:k] for i in ids])
+    keep = limr_select(rewards, threshold=threshold, top_frac=top_frac)
+    scores = limr_scores(rewards)
+    return {
+        "run_id": record.run_id,
+        "epochs": k,
+        "pool": len(ids),
+        "selected": len(keep),
+        "ids": [ids[i] for i in keep],
+        "scores": {ids[i]: float(scores[i]) for i in keep},
+    }

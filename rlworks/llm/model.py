@@ -180,3 +180,37 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 def config_dict(cfg: TinyLMConfig) -> dict[str, Any]:
     return asdict(cfg)
+
+
+def build_value_model(policy: Any) -> Any:
+    """The policy's body (deep copy, so the two train separately) plus a zero-initialised
+    linear head, as a ``torch.nn.Module`` with a ``values(...)`` method."""
+    import copy
+
+    import torch
+
+    class _Critic(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = copy.deepcopy(policy.get_decoder())
+            self.head = torch.nn.Linear(policy.config.hidden_size, 1)
+            torch.nn.init.zeros_(self.head.weight)
+            torch.nn.init.zeros_(self.head.bias)
+
+        def values(
+            self,
+            prompt_ids: torch.Tensor,
+            prompt_mask: torch.Tensor,
+            completion_ids: torch.Tensor,
+            completion_mask: torch.Tensor,
+        ) -> torch.Tensor:  # (N, Lc)
+            ids = torch.cat([prompt_ids, completion_ids], dim=1)
+            mask = torch.cat([prompt_mask, completion_mask], dim=1)
+            positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+            hidden = self.body(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
+            ).last_hidden_state  # (N, Lp + Lc, H)
+            lc = completion_ids.shape[1]
+            return self.head(hidden[:, -lc - 1 : -1, :]).squeeze(-1).float()
+
+    return _Critic().to(next(policy.parameters()).device)

@@ -98,3 +98,17 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_limr_pilot_selection_and_training_on_the_subset(pretrained, capsys, tmp_path):
+    store = str(pretrained / "store")
+    pilot = [*TINY_RL, "--steps", "6", "--pool-size", "4", "--sampler", "epochs"]
+    assert main(["--store", store, "llm", "train", "grpo", "--model", str(pretrained / "base"),
+                 "--json", "--no-progress", *pilot]) == 0
+    run_id = _json_line(capsys)["run_id"]
+    ids = tmp_path / "limr.json"
+    assert main(["--store", store, "llm", "limr", run_id, "--top-frac", "0.5",
+                 "--out", str(ids)]) == 0
+    assert "LIMR kept 2 of 4 problems (3 epochs)" in capsys.readouterr().out
+    assert main(["--store", store, "llm", "train", "grpo", "--model", str(pretrained / "base"),
+                 "--no-progress", *TINY_RL, "--pool-size", "4", "--pool-file", str(ids)]) == 0

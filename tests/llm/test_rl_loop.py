@@ -160,3 +160,41 @@ def test_config_errors_name_the_field():
         RLConfig(difficulty_band="0.8,0.2")
     with pytest.raises(UserError, match="minibatches"):
         RLConfig(prompts_per_step=3, num_generations=3, minibatches=2)
+
+
+def test_ppo_and_epoch_sampler_resume_exactly(model_dir):
+    from rlworks.track.checkpoint import flatten_state, unflatten_state
+
+    over = dict(advantage="gae", sampler="epochs", pool_size=6)
+    whole = _learner(model_dir, **over)
+    first = [_numbers(whole.iterate()) for _ in range(3)]
+    assert "train/value_loss" in first[0]
+    part = _learner(model_dir, **over)
+    part.iterate()
+    arrays, skeleton = flatten_state(part.state_dict())
+    resumed = _learner(model_dir, **over)
+    resumed.load_state_dict(unflatten_state(arrays, skeleton))
+    assert [_numbers(resumed.iterate()) for _ in range(2)] == first[1:]
+    assert resumed.trajectories == whole.trajectories
+
+
+def test_epoch_sampler_visits_every_problem_once_per_epoch(model_dir):
+    learner = _learner(model_dir, sampler="epochs", pool_size=6, prompts_per_step=2)
+    for _ in range(6):  # 3 steps per epoch -> 2 epochs
+        learner.iterate()
+    ids = {p.id for p in learner.pool.problems}
+    assert set(learner.trajectories) == ids
+    assert all(len(v) == 2 for v in learner.trajectories.values())
+
+
+def test_pool_file_restricts_the_pool(model_dir, tmp_path):
+    import json
+
+    full = _learner(model_dir, pool_size=10)
+    keep = [p.id for p in full.pool.problems[:3]]
+    (tmp_path / "ids.json").write_text(json.dumps({"ids": keep}))
+    learner = _learner(model_dir, pool_size=10, pool_file=str(tmp_path / "ids.json"))
+    assert [p.id for p in learner.pool.problems] == keep
+    (tmp_path / "bad.json").write_text(json.dumps(["nope"]))
+    with pytest.raises(UserError, match="none of the 1 problem ids"):
+        _learner(model_dir, pool_size=10, pool_file=str(tmp_path / "bad.json"))

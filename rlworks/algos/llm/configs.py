@@ -57,7 +57,7 @@ class PretrainConfig(ModelShape):
     """Clip the global gradient norm to this (0: no clipping)."""
     prompt_loss: bool = False
     """Also train on the prompt tokens."""
-    eval_tasks: str = "add:3"
+    eval_tasks: str = "add:2"
     """Held-out (test split) problems for the greedy evaluation."""
     eval_problems: int = 128
     """Problems in the periodic evaluation."""
@@ -82,9 +82,9 @@ class PretrainConfig(ModelShape):
             raise UserError("eval_every and warmup_steps must be >= 0")
 
 
-Advantage = Literal["grpo", "dr_grpo", "rloo", "remax", "reinforce", "rejection"]
+Advantage = Literal["grpo", "dr_grpo", "rloo", "remax", "reinforce", "rejection", "gae"]
 Aggregation = Literal["token_mean", "seq_mean_token_mean", "constant_sum"]
-Sampler = Literal["uniform", "dump"]
+Sampler = Literal["uniform", "dump", "epochs"]
 
 
 @dataclass(frozen=True)
@@ -100,12 +100,15 @@ class RLConfig:
 
     model: str = ""
     """Local checkpoint directory (from `rlworks llm pretrain` or any causal LM)."""
-    tasks: str = "add:3"
+    tasks: str = "add:2"
     """Training problems (train split), ``family:levels`` joined by commas."""
     eval_tasks: str = ""
     """Held-out problems (test split) for evaluation; empty = the same spec as tasks."""
     pool_size: int = 4000
     """Distinct training problems drawn from the train split."""
+    pool_file: str = ""
+    """JSON list of problem ids to keep from the pool (e.g. a LIMR selection from
+    `rlworks llm limr`); empty = the whole pool."""
     steps: int = 100
     """RL steps (one batch of rollouts and its updates each)."""
     prompts_per_step: int = 16
@@ -122,7 +125,8 @@ class RLConfig:
     """Top-k sampling (0 = off)."""
     advantage: Advantage = "grpo"
     """Advantage estimator: grpo (group mean/std), dr_grpo (no std), rloo (leave-one-out),
-    remax (greedy baseline), reinforce (running mean), rejection (1 for correct, else 0)."""
+    remax (greedy baseline), reinforce (running mean), rejection (1 for correct, else 0),
+    gae (PPO: a value head and token-level GAE)."""
     scale_rewards: Literal["group", "batch", "none"] = "group"
     """For grpo: divide by the group's std, the batch's std, or nothing."""
     std_ddof: int = 1
@@ -131,6 +135,14 @@ class RLConfig:
     """Added to the std before dividing (TRL 1e-4, verl 1e-6)."""
     accept_threshold: float = 1.0
     """rejection (Expert Iteration): imitate samples whose total reward is at least this."""
+    gamma: float = 1.0
+    """gae: discount per token."""
+    gae_lambda: float = 0.95
+    """gae: GAE lambda."""
+    critic_lr: float = 5e-4
+    """gae: learning rate of the value model (a copy of the policy's body + a linear head)."""
+    value_clip: float = 0.2
+    """gae: clip of the value update around the rollout-time values (0: no clipping)."""
     baseline_momentum: float = 0.9
     """EMA momentum of the reinforce baseline."""
     aggregation: Aggregation = "seq_mean_token_mean"
@@ -168,7 +180,9 @@ class RLConfig:
     """Balanced online difficulty filtering: keep groups whose accuracy lies in 'low,high'
     (e.g. '0.25,0.75'), sampling more until the batch is full; empty = off."""
     sampler: Sampler = "uniform"
-    """Prompt sampler: uniform over the pool, or DUMP's UCB over the task sources."""
+    """Prompt sampler: uniform over the pool (with replacement), epochs (each epoch a fresh
+    permutation of the pool; records every problem's reward per epoch for LIMR), or DUMP's
+    UCB over the task sources."""
     dump_window: int = 300
     """DUMP: recent advantages per source that define its learnability."""
     dump_c: float = 1.0

@@ -43,6 +43,20 @@ class PromptPool:
         for i, (family, levels) in enumerate(mix):
             count = size // len(mix) + (i < size % len(mix))
             self.problems.extend(make_split(family, levels, count, split=split, seed=seed))
+        self._index()
+
+    def restrict(self, ids: list[str], where: str) -> None:
+        """Keep only the problems whose id is in ``ids`` (order of the pool)."""
+        keep = set(ids)
+        self.problems = [p for p in self.problems if p.id in keep]
+        if not self.problems:
+            raise UserError(
+                f"none of the {len(keep)} problem ids in {where} is in the pool; build the "
+                "pool with the same tasks, pool_size and seed as the run that selected them"
+            )
+        self._index()
+
+    def _index(self) -> None:
         self.sources = sorted({p.source for p in self.problems})
         self.by_source = {
             s: [i for i, p in enumerate(self.problems) if p.source == s] for s in self.sources
@@ -116,6 +130,11 @@ class GRPOLearner:
             self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
         )
         self.pool = PromptPool(cfg.tasks, cfg.pool_size, cfg.seed)
+        if cfg.pool_file:
+            self.pool.restrict(_read_ids(cfg.pool_file), cfg.pool_file)
+        self.epoch_order: list[int] = []  # sampler "epochs": pool indices still to visit
+        self.epoch = 0
+        self.trajectories: dict[str, list[float]] = {}  # problem id -> mean reward per epoch
         from rlworks.llm.rewards import RewardSet
 
         self.rewards = (
@@ -144,6 +163,14 @@ class GRPOLearner:
             RunningBaseline(cfg.baseline_momentum) if cfg.advantage == "reinforce" else None
         )
         self._estimator = self._pick_estimator(ADVANTAGES)
+        self.critic = self.critic_optimizer = None
+        if cfg.advantage == "gae":
+            from rlworks.llm.model import build_value_model
+
+            self.critic = build_value_model(self.model)
+            self.critic_optimizer = torch.optim.AdamW(
+                self.critic.parameters(), lr=cfg.critic_lr, betas=(0.9, 0.99), weight_decay=0.0
+            )
         self.dump = (
             DumpSampler(
                 self.pool.sources,
@@ -171,6 +198,8 @@ class GRPOLearner:
             return lambda r, b: self.baseline(r)
         if cfg.advantage == "rejection":  # Expert Iteration: imitate the correct samples
             return lambda r, b: torch.nan_to_num((r >= cfg.accept_threshold).float() * (r == r))
+        if cfg.advantage == "gae":
+            return self._gae_advantages
         if cfg.advantage == "grpo":
             from rlworks.returns.group import group_relative
 
@@ -183,6 +212,14 @@ class GRPOLearner:
     # ------------------------------------------------------------------ rollouts
 
     def _sample_prompts(self, n: int) -> list[Any]:
+        if self.cfg.sampler == "epochs":
+            picked = []
+            for _ in range(n):
+                if not self.epoch_order:
+                    self.epoch += 1
+                    self.epoch_order = self.rng.permutation(len(self.pool.problems)).tolist()
+                picked.append(self.pool.problems[self.epoch_order.pop()])
+            return picked
         if self.dump is None:
             return self.pool.sample(n, self.rng)
         return self.pool.sample(n, self.rng, self.dump.sample(n, self.rng))
@@ -256,6 +293,8 @@ class GRPOLearner:
             return {**metrics, "train/skipped": 1.0}
         batch = _merge(groups, self.tokenizer.pad_token_id)
         rewards = batch["rewards"]  # (P, G), NaN where a reward function failed
+        if cfg.sampler == "epochs":
+            self._record_trajectories(batch)
         mask = batch["completion_mask"].float()  # (N, Lc)
         valid = ~torch.isnan(rewards.flatten())
         if cfg.mask_truncated:
@@ -269,14 +308,13 @@ class GRPOLearner:
                 rewards.flatten(), batch["logprobs"], ref_logp, mask, cfg.beta, self.kl_estimator
             )
             rewards = penalised.view_as(rewards)  # NaN stays NaN
-        advantages = self._advantages(rewards, batch)  # (P, G)
+        n_rows = mask.shape[0]
+        # (P, G) for the group estimators, (N, Lc) per token for gae -> (N, 1) or (N, Lc)
+        adv = self._advantages(rewards, batch).reshape(n_rows, -1)
         if self.dump is not None:
             g = cfg.num_generations
-            self.dump.update(
-                [pr.source for pr in batch["problems"] for _ in range(g)],
-                advantages.flatten().numpy(),
-            )
-        adv = advantages.flatten()  # (N,)
+            sources = [pr.source for pr in batch["problems"] for _ in range(g)]
+            self.dump.update(sources, _row_mean(adv, mask).numpy())
         t1 = time.perf_counter()
         update = self._update(batch, adv, mask, ref_logp)
         t_train = time.perf_counter() - t1
@@ -288,7 +326,7 @@ class GRPOLearner:
             {
                 "rollout/length_mean": float(lengths.mean()),
                 "rollout/truncated_frac": float(batch["truncated"].float().mean()),
-                "train/advantage_abs_mean": float(adv.abs().mean()),
+                "train/advantage_abs_mean": float(_row_mean(adv.abs(), mask).mean()),
                 "train/lr": cfg.lr * lr_scale,
                 "perf/gen_s": t_gen,
                 "perf/train_s": t_train,
@@ -302,9 +340,70 @@ class GRPOLearner:
             metrics.update(self.dump.metrics())
         return metrics
 
+    def _record_trajectories(self, batch: dict[str, Any]) -> None:
+        """LIMR's raw data: each problem's accuracy (or mean reward) in each epoch."""
+        scores = (
+            batch["correct"] if np.isfinite(batch["correct"]).any() else (batch["rewards"].numpy())
+        )
+        for problem, row in zip(batch["problems"], scores, strict=True):
+            traj = self.trajectories.setdefault(problem.id, [])
+            traj.extend([float("nan")] * (self.epoch - 1 - len(traj)))  # missed epochs
+            value = float(np.nanmean(row)) if np.isfinite(row).any() else float("nan")
+            if len(traj) == self.epoch:  # seen twice in one epoch (a filtered refill)
+                traj[-1] = value
+            else:
+                traj.append(value)
+
     def _advantages(self, rewards: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """(P, G) advantages by the configured estimator (chosen once, in ``__init__``)."""
         return self._estimator(rewards, batch)
+
+    @torch.no_grad()
+    def _gae_advantages(self, rewards: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """PPO: the outcome reward at each completion's last token, token-level GAE against the
+        value model, whitened over the batch's tokens. Also stores the returns and the
+        rollout-time values the critic update needs. (P, G) -> (N, Lc)"""
+        from rlworks.returns.group import token_gae
+
+        mask = batch["completion_mask"].float()
+        values = self.critic.values(
+            batch["prompt_ids"],
+            batch["prompt_mask"],
+            batch["completion_ids"],
+            batch["completion_mask"],
+        )
+        last = (mask.sum(1) - 1).clamp(min=0).long()  # (N,) index of the last real token
+        token_rewards = torch.zeros_like(mask)
+        token_rewards[torch.arange(mask.shape[0]), last] = torch.nan_to_num(rewards.flatten())
+        adv, returns = token_gae(token_rewards, values, mask, self.cfg.gamma, self.cfg.gae_lambda)
+        live = mask.bool()
+        mean, std = adv[live].mean(), adv[live].std()
+        batch["old_values"], batch["returns"] = values, returns
+        return torch.where(live, (adv - mean) / (std + 1e-8), 0.0)
+
+    def _critic_step(self, batch: dict[str, Any], idx: torch.Tensor, mask: torch.Tensor) -> float:
+        """One clipped value-loss step on minibatch ``idx`` (token mean over ``mask``)."""
+        from rlworks.losses.value import value_loss
+
+        values = self.critic.values(
+            batch["prompt_ids"][idx],
+            batch["prompt_mask"][idx],
+            batch["completion_ids"][idx],
+            batch["completion_mask"][idx],
+        )
+        live = mask.bool()
+        loss = value_loss(
+            values[live],
+            batch["returns"][idx][live],
+            batch["old_values"][idx][live],
+            self.cfg.value_clip or None,
+        )
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.cfg.grad_clip)
+        self.critic_optimizer.step()
+        return float(loss.detach())
 
     def _greedy_rewards(self, problems: list[Any]) -> torch.Tensor:
         """ReMax's baseline: the reward of each prompt's greedy completion. (P,)"""
@@ -384,6 +483,9 @@ class GRPOLearner:
                     else torch.tensor(0.0)
                 )
                 self.optimizer.step()
+                if self.critic is not None and bool(mb_mask.any()):
+                    value_loss = self._critic_step(batch, idx, mb_mask)
+                    sums["train/value_loss"] = sums.get("train/value_loss", 0.0) + value_loss
                 for key, value in (
                     ("train/loss", terms.loss),
                     ("train/policy_loss", terms.pg_loss),
@@ -432,10 +534,21 @@ class GRPOLearner:
             "rng": self.rng.bit_generator.state,
             "gen": self.gen.get_state(),
             "baseline": self.baseline.state_dict() if self.baseline else None,
+            "critic": (
+                {k: v.detach().clone() for k, v in self.critic.state_dict().items()}
+                if self.critic is not None
+                else None
+            ),
+            "critic_optimizer": (
+                self.critic_optimizer.state_dict() if self.critic_optimizer is not None else None
+            ),
             "dump": self.dump.state_dict() if self.dump else None,
             "batcher": self.batcher.state_dict() if self.batcher else None,
             "global_step": self.global_step,
             "samples_seen": self.samples_seen,
+            "epoch": self.epoch,
+            "epoch_order": list(self.epoch_order),
+            "trajectories": {k: list(v) for k, v in self.trajectories.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -446,15 +559,43 @@ class GRPOLearner:
         self.gen.set_state(state["gen"])
         if self.baseline is not None:
             self.baseline.load_state_dict(state["baseline"])
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         if self.dump is not None:
             self.dump.load_state_dict(state["dump"])
         if self.batcher is not None:
             self.batcher.load_state_dict(state["batcher"])
         self.global_step = int(state["global_step"])
         self.samples_seen = int(state["samples_seen"])
+        self.epoch = int(state["epoch"])
+        self.epoch_order = [int(i) for i in state["epoch_order"]]
+        self.trajectories = {k: [float(x) for x in v] for k, v in state["trajectories"].items()}
 
     def close(self) -> None:
         pass
+
+
+def _read_ids(path: str) -> list[str]:
+    import json
+    from pathlib import Path
+
+    try:
+        ids = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read problem ids from {path!r}: {exc}") from None
+    if isinstance(ids, dict):
+        ids = ids.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise UserError(f'{path!r} must hold a JSON list of problem ids (or {{"ids": [...]}})')
+    return ids
+
+
+def _row_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-row mean of ``x`` (N, 1) or (N, T) over the row's tokens. -> (N,)"""
+    if x.shape[1] == 1:
+        return x[:, 0]
+    return (x * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 def _spread(rewards: np.ndarray) -> np.ndarray:

@@ -24,6 +24,9 @@ PRESETS: dict[str, MappingProxyType[str, Any]] = {
     "rloo": MappingProxyType({"advantage": "rloo"}),
     # ReMax (Li et al. 2023): the reward of the greedy completion as the baseline.
     "remax": MappingProxyType({"advantage": "remax"}),
+    # PPO (Ouyang et al. 2022 style, outcome reward): a value model and token-level GAE,
+    # advantages whitened over the batch.
+    "ppo": MappingProxyType({"advantage": "gae", "aggregation": "token_mean"}),
     # REINFORCE with an exponential moving-average baseline.
     "reinforce": MappingProxyType({"advantage": "reinforce"}),
     # DAPO (Yu et al. 2025): clip-higher, dynamic sampling, token-level loss, overlong shaping.
