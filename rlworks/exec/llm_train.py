@@ -163,7 +163,7 @@ def _rl(
 ) -> dict[str, Any]:
     import torch
 
-    from rlworks.algos.llm.grpo import GRPOLearner, PromptPool
+    from rlworks.algos.llm.grpo import GRPOLearner, PromptPool, merged_model
     from rlworks.llm.model import save_policy
 
     torch.set_num_threads(cfg.torch_threads)
@@ -219,7 +219,7 @@ def _rl(
         bar.close()
         meta = {"run_id": run_id, "kind": f"llm-{preset}", "config": config_to_dict(cfg)}
         path = save_policy(
-            learner.model, learner.tokenizer, store.run_dir(run_id) / MODEL_DIR, meta
+            merged_model(learner.model), learner.tokenizer, store.run_dir(run_id) / MODEL_DIR, meta
         )
         store.add_artefact(run_id, "model", path)
         if out:

@@ -198,3 +198,27 @@ def test_pool_file_restricts_the_pool(model_dir, tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(["nope"]))
     with pytest.raises(UserError, match="none of the 1 problem ids"):
         _learner(model_dir, pool_size=10, pool_file=str(tmp_path / "bad.json"))
+
+
+def test_lora_trains_only_adapters_and_saves_a_plain_model(model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from rlworks.algos.llm.grpo import merged_model
+    from rlworks.llm.model import save_policy
+
+    learner = _learner(model_dir, lora_rank=4)
+    trainable = [n for n, p in learner.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    base = {
+        n: p.detach().clone() for n, p in learner.model.named_parameters() if not p.requires_grad
+    }
+    learner.iterate()
+    learner.iterate()
+    assert all(torch.equal(p, base[n]) for n, p in learner.model.named_parameters() if n in base)
+    path = save_policy(merged_model(learner.model), learner.tokenizer, tmp_path / "lora")
+    plain = AutoModelForCausalLM.from_pretrained(path)
+    ids = learner.tokenizer(["12+3=?\n"], return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            plain(**ids).logits, learner.model(**ids).logits, atol=1e-5, rtol=1e-5
+        )

@@ -164,6 +164,11 @@ class RLConfig:
     """Optimisation passes over each batch of rollouts (GRPO's mu)."""
     minibatches: int = 2
     """Minibatches per pass (one optimiser step each)."""
+    lora_rank: int = 0
+    """Train LoRA adapters of this rank (peft) on the attention and MLP projections instead
+    of all weights (0: full fine-tuning). The saved model has the adapters merged in."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
     lr: float = 5e-5
     """AdamW learning rate (constant after warm-up). A pilot at 2e-4 on TinyLM lowered
     held-out accuracy in its first 25 steps; see docs/llm/results.md."""

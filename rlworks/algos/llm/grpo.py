@@ -71,6 +71,30 @@ class PromptPool:
         return [self.problems[int(rng.choice(self.by_source[s]))] for s in sources]
 
 
+def add_lora(model: Any, rank: int, alpha: float) -> Any:
+    """``model`` with peft LoRA adapters on every attention and MLP projection (the base
+    weights frozen). :func:`merged_model` merges them back."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=0.0,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def merged_model(model: Any) -> Any:
+    """A plain transformers model to save: LoRA adapters merged into a copy of the weights."""
+    if hasattr(model, "merge_and_unload"):
+        return copy.deepcopy(model).merge_and_unload()
+    return model
+
+
 def build_rewards(spec: str, max_new_tokens: int) -> Any:
     """``"correct:1.0,format:0.1"`` -> a :class:`RewardSet` (names: correct, format, length,
     cosine)."""
@@ -122,12 +146,17 @@ class GRPOLearner:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.model, self.tokenizer = load_policy(cfg.model, device=self.device)
-        self.model.train()
         self.ref_model = None
         if cfg.beta > 0:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        if cfg.lora_rank > 0:
+            self.model = add_lora(self.model, cfg.lora_rank, cfg.lora_alpha)
+        self.model.train()
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=cfg.lr,
+            betas=(0.9, 0.99),
+            weight_decay=cfg.weight_decay,
         )
         self.pool = PromptPool(cfg.tasks, cfg.pool_size, cfg.seed)
         if cfg.pool_file:
