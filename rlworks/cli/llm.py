@@ -1,6 +1,7 @@
 """``rlworks llm``: pretrain TinyLM, RL-train it (GRPO family presets), evaluate checkpoints.
 
     rlworks llm pretrain --out tinylm                 TinyLM on ReasonGym text (minutes)
+    rlworks llm sft --model tinylm --data sft.jsonl   supervised fine-tuning
     rlworks llm train grpo --model tinylm            RL post-training with a preset
     rlworks llm eval tinylm RUN_ID ... --k 256       pass@k / maj@k curves of checkpoints
     rlworks llm presets                               the presets and what each one sets
@@ -21,6 +22,7 @@ from rlworks.cli._args import positive_int
 from rlworks.core.errors import UserError
 
 _COMMON = {
+    "config_class",
     "command",
     "func",
     "store",
@@ -36,7 +38,7 @@ _COMMON = {
 
 
 def register(sub: Any, argv: Sequence[str]) -> None:
-    from rlworks.algos.llm.configs import PretrainConfig, RLConfig
+    from rlworks.algos.llm.configs import PretrainConfig, RLConfig, SFTConfig
     from rlworks.algos.llm.presets import PRESETS
     from rlworks.core.config import add_config_arguments
 
@@ -48,15 +50,15 @@ def register(sub: Any, argv: Sequence[str]) -> None:
     )
     lsub = llm.add_subparsers(dest="llm_command", metavar="COMMAND")
 
-    pre = lsub.add_parser(
-        "pretrain",
-        help="pretrain TinyLM on ReasonGym chain-of-thought text",
-        description=PretrainConfig.__doc__,
-    )
-    pre.add_argument("--out", metavar="DIR", help="also copy the model to DIR")
-    _common(pre)
-    add_config_arguments(pre, PretrainConfig)
-    pre.set_defaults(func=cmd_pretrain)
+    for name, cls, text in (
+        ("pretrain", PretrainConfig, "pretrain TinyLM on ReasonGym chain-of-thought text"),
+        ("sft", SFTConfig, "fine-tune a checkpoint on prompt/completion text (JSONL or ReasonGym)"),
+    ):
+        p = lsub.add_parser(name, help=text, description=cls.__doc__)
+        p.add_argument("--out", metavar="DIR", help="also copy the model to DIR")
+        _common(p)
+        add_config_arguments(p, cls)
+        p.set_defaults(func=cmd_text, config_class=cls)
 
     tr = lsub.add_parser(
         "train",
@@ -167,12 +169,12 @@ def _print(summary: dict[str, Any], as_json: bool) -> None:
         print(f"{k:>24}: {v:.4f}" if isinstance(v, float) else f"{k:>24}: {v}")
 
 
-def cmd_pretrain(args: argparse.Namespace) -> int:
-    from rlworks.algos.llm.configs import PretrainConfig
-    from rlworks.exec.llm_train import pretrain_run
+def cmd_text(args: argparse.Namespace) -> int:
+    from rlworks.exec.llm_train import text_run
 
-    cfg = _config(PretrainConfig, {}, args)
-    summary = pretrain_run(
+    cfg = _config(args.config_class, {}, args)
+    summary = text_run(
+        args.llm_command,
         cfg,
         _store(args),
         out=args.out,

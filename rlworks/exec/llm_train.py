@@ -1,4 +1,4 @@
-"""Tracked language-model runs: pretraining TinyLM and RL post-training (the GRPO family).
+"""Tracked language-model runs: pretraining TinyLM, SFT, and RL post-training (the GRPO family).
 
 Like :mod:`rlworks.exec.train` for the online agents, everything around the maths is here: the
 run in the store (config, seed, provenance), the progress line, metrics, periodic evaluation,
@@ -35,19 +35,21 @@ MODEL_DIR = "model"
 TRAJECTORIES_FILE = "reward_trajectories.json"
 
 
-def pretrain_run(
+def text_run(
+    kind: str,
     cfg: Any,
     store: RunStore,
     out: str | None = None,
     progress: bool | None = None,
     experiment: str | None = None,
 ) -> dict[str, Any]:
-    """Pretrain TinyLM as a tracked run; the model goes to ``<run dir>/model`` (and ``out``)."""
-    from rlworks.algos.llm.sft import pretrain
+    """``kind`` "pretrain" (TinyLM from scratch) or "sft" (fine-tune ``cfg.model``) as a
+    tracked run; the model goes to ``<run dir>/model`` (and ``out``)."""
+    from rlworks.algos.llm import sft
     from rlworks.llm.model import count_parameters, save_policy
 
     run_id = store.create_run(
-        algo="pretrain",
+        algo=kind,
         env_id=cfg.tasks,
         seed=cfg.seed,
         config=config_to_dict(cfg),
@@ -55,7 +57,7 @@ def pretrain_run(
         experiment=experiment,
     )
     logger = RunLogger(store, run_id)
-    bar = Progress(cfg.steps, 0, progress, f"pretrain {cfg.tasks} seed {cfg.seed}")
+    bar = Progress(cfg.steps, 0, progress, f"{kind} {cfg.tasks} seed {cfg.seed}")
     status = {"text": "starting"}
     t0 = time.perf_counter()
 
@@ -68,19 +70,19 @@ def pretrain_run(
         )
 
     try:
-        model, tokenizer, final = pretrain(
+        model, tokenizer, final = getattr(sft, kind)(
             cfg, on_metrics=on_metrics, on_step=lambda s: bar.update(s, status["text"])
         )
         bar.close()
         seconds = time.perf_counter() - t0
-        meta = {"run_id": run_id, "kind": "pretrain", "config": config_to_dict(cfg)}
+        meta = {"run_id": run_id, "kind": kind, "config": config_to_dict(cfg)}
         path = save_policy(model, tokenizer, store.run_dir(run_id) / MODEL_DIR, meta)
         store.add_artefact(run_id, "model", path)
         if out:
             _copy_model(path, Path(out))
         summary = {
             "run_id": run_id,
-            "algo": "pretrain",
+            "algo": kind,
             "seed": cfg.seed,
             "parameters": count_parameters(model),
             "train_time_s": round(seconds, 1),

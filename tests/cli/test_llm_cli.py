@@ -112,3 +112,21 @@ def test_limr_pilot_selection_and_training_on_the_subset(pretrained, capsys, tmp
     assert "LIMR kept 2 of 4 problems (3 epochs)" in capsys.readouterr().out
     assert main(["--store", store, "llm", "train", "grpo", "--model", str(pretrained / "base"),
                  "--no-progress", *TINY_RL, "--pool-size", "4", "--pool-file", str(ids)]) == 0
+
+
+def test_sft_on_a_jsonl_file_and_its_bad_rows(pretrained, capsys, tmp_path):
+    rows = [{"prompt": "1+2=?\n", "completion": "<think>1+2+0=3\ncarry 0</think><answer>3</answer>"}]
+    data = tmp_path / "sft.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    code = main(["--store", str(pretrained / "store"), "llm", "sft", "--model",
+                 str(pretrained / "base"), "--data", str(data), "--steps", "2", "--batch-size",
+                 "2", "--eval-problems", "2", "--eval-tasks", "add:1", "--torch-threads", "1",
+                 "--no-progress", "--out", str(tmp_path / "sft"), "--json"])
+    assert code == 0
+    assert _json_line(capsys)["algo"] == "sft"
+    _load_plain(tmp_path / "sft")
+    data.write_text('{"prompt": "x"}\n')
+    code = main(["--store", str(pretrained / "store"), "llm", "sft", "--model",
+                 str(pretrained / "base"), "--data", str(data), "--steps", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "sft.jsonl:1 is not a JSON object with 'prompt' and 'completion'" in err

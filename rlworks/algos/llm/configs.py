@@ -29,20 +29,18 @@ class ModelShape:
 
 
 @dataclass(frozen=True)
-class PretrainConfig(ModelShape):
-    """Pretraining TinyLM from scratch on ReasonGym chain-of-thought text (SFT on text).
-
-    The loss is next-token cross-entropy on the completion tokens (the prompt is context
-    only unless ``prompt_loss``). The learning rate warms up linearly, then follows a cosine
-    down to ``min_lr_ratio * lr``.
-    """
+class TextTrainingConfig:
+    """Fields shared by pretraining and SFT: next-token cross-entropy on completion tokens
+    (the prompt is context only unless ``prompt_loss``); the learning rate warms up linearly,
+    then follows a cosine down to ``min_lr_ratio * lr``."""
 
     tasks: str = "add:1-4,mul:1-3"
-    """Task mix, ``family:levels`` joined by commas (levels: 'a-b', 'n' or 'a+b')."""
+    """ReasonGym task mix of the text, ``family:levels`` joined by commas (levels: 'a-b',
+    'n' or 'a+b')."""
     error_rate: float = 0.1
-    """Share of SFT texts whose chain of thought carries a realistic mistake."""
+    """Share of texts whose chain of thought carries a realistic mistake."""
     steps: int = 1200
-    """Optimiser steps; the run sees steps * batch_size texts, each once."""
+    """Optimiser steps; the run sees steps * batch_size texts."""
     batch_size: int = 64
     """Texts per optimiser step."""
     lr: float = 2e-3
@@ -60,7 +58,7 @@ class PretrainConfig(ModelShape):
     eval_tasks: str = "add:2"
     """Held-out (test split) problems for the greedy evaluation."""
     eval_problems: int = 128
-    """Problems in the periodic evaluation."""
+    """Problems in the evaluation."""
     eval_every: int = 0
     """Evaluate greedy accuracy every N steps (0: only at the end)."""
     seed: int = 0
@@ -80,6 +78,32 @@ class PretrainConfig(ModelShape):
             raise UserError(f"lr must be > 0, got {self.lr}")
         if self.eval_every < 0 or self.warmup_steps < 0:
             raise UserError("eval_every and warmup_steps must be >= 0")
+
+
+@dataclass(frozen=True)
+class PretrainConfig(ModelShape, TextTrainingConfig):
+    """Pretraining TinyLM from scratch on ReasonGym chain-of-thought text."""
+
+
+@dataclass(frozen=True)
+class SFTConfig(TextTrainingConfig):
+    """Supervised fine-tuning of an existing checkpoint on prompt/completion text: a JSONL
+    file (``--data``, one ``{"prompt": ..., "completion": ...}`` per line), or ReasonGym text
+    of ``tasks``."""
+
+    model: str = ""
+    """Local checkpoint directory to fine-tune."""
+    data: str = ""
+    """JSONL file of {"prompt", "completion"} rows (cycled to fill the steps); empty =
+    ReasonGym text of tasks."""
+    error_rate: float = 0.0
+    """Share of ReasonGym texts with a mistake (0: clean demonstrations)."""
+    steps: int = 200
+    """Optimiser steps."""
+    lr: float = 2e-4
+    """Peak learning rate (AdamW)."""
+    warmup_steps: int = 20
+    """Linear warm-up steps."""
 
 
 Advantage = Literal["grpo", "dr_grpo", "rloo", "remax", "reinforce", "rejection", "gae"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from rlworks.algos.llm.configs import PretrainConfig
+from rlworks.algos.llm.configs import PretrainConfig, SFTConfig, TextTrainingConfig
 from rlworks.core.seeding import make_rng
 
 IGNORE = -100
@@ -87,7 +87,7 @@ def make_optimizer(model: Any, lr: float, weight_decay: float) -> torch.optim.Op
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=False)
 
 
-def pretrain_texts(cfg: PretrainConfig) -> list[tuple[str, str]]:
+def pretrain_texts(cfg: TextTrainingConfig) -> list[tuple[str, str]]:
     """``steps * batch_size`` (prompt, completion) pairs from the task mix, shuffled by seed.
 
     Families share the texts equally; within a family the levels are interleaved evenly.
@@ -141,7 +141,6 @@ def pretrain(
     from rlworks.llm.model import TinyLMConfig, build_tinylm
 
     torch.set_num_threads(cfg.torch_threads)
-    device = resolve_device(cfg.device)
     shape = TinyLMConfig(
         arch=cfg.arch,
         hidden_size=cfg.hidden_size,
@@ -151,8 +150,69 @@ def pretrain(
         intermediate_size=cfg.intermediate_size,
     )
     model, tokenizer = build_tinylm(shape, seed=cfg.seed)
+    return train_on_text(model, tokenizer, cfg, pretrain_texts(cfg), on_metrics, on_step)
+
+
+def sft(
+    cfg: SFTConfig,
+    on_metrics: Callable[[int, dict[str, float]], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> tuple[Any, Any, dict[str, float]]:
+    """Fine-tune the checkpoint ``cfg.model`` on ``cfg.data`` (or ReasonGym text of
+    ``cfg.tasks``): ``(model, tokenizer, final_metrics)``."""
+    from rlworks.core.errors import UserError
+    from rlworks.llm.model import load_policy
+
+    if not cfg.model:
+        raise UserError("--model is required: the checkpoint directory to fine-tune")
+    torch.set_num_threads(cfg.torch_threads)
+    model, tokenizer = load_policy(cfg.model)
+    pairs = read_pairs(cfg.data) if cfg.data else pretrain_texts(cfg)
+    need = cfg.steps * cfg.batch_size
+    order = make_rng(cfg.seed, "sft-order").permutation(len(pairs))
+    pairs = [pairs[order[i % len(pairs)]] for i in range(need)]  # cycle the file if short
+    return train_on_text(model, tokenizer, cfg, pairs, on_metrics, on_step)
+
+
+def read_pairs(path: str) -> list[tuple[str, str]]:
+    """``(prompt, completion)`` rows of a JSONL file; a bad row is a one-line error."""
+    import json
+    from pathlib import Path
+
+    from rlworks.core.errors import UserError
+
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read SFT data {path!r}: {exc.strerror}") from None
+    pairs = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            pairs.append((str(row["prompt"]), str(row["completion"])))
+        except (ValueError, KeyError, TypeError):
+            raise UserError(
+                f"{path}:{n} is not a JSON object with 'prompt' and 'completion'"
+            ) from None
+    if not pairs:
+        raise UserError(f"SFT data {path!r} has no rows")
+    return pairs
+
+
+def train_on_text(
+    model: Any,
+    tokenizer: Any,
+    cfg: TextTrainingConfig,
+    pairs: list[tuple[str, str]],
+    on_metrics: Callable[[int, dict[str, float]], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> tuple[Any, Any, dict[str, float]]:
+    """The text-training loop shared by :func:`pretrain` and :func:`sft`."""
+    device = resolve_device(cfg.device)
     model.to(device).train()
-    data = tokenize_pairs(tokenizer, pretrain_texts(cfg), cfg.prompt_loss)
+    data = tokenize_pairs(tokenizer, pairs, cfg.prompt_loss)
     batches = length_batches(data, cfg.batch_size, make_rng(cfg.seed, "pretrain-batches"))
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     eval_problems = _eval_problems(cfg)
@@ -201,7 +261,7 @@ def pretrain(
     return model, tokenizer, metrics
 
 
-def _eval_problems(cfg: PretrainConfig) -> list[Any]:
+def _eval_problems(cfg: TextTrainingConfig) -> list[Any]:
     from rlworks.llm.tasks.dataset import make_split, parse_tasks
 
     problems: list[Any] = []
