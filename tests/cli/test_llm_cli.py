@@ -115,7 +115,8 @@ def test_limr_pilot_selection_and_training_on_the_subset(pretrained, capsys, tmp
 
 
 def test_sft_on_a_jsonl_file_and_its_bad_rows(pretrained, capsys, tmp_path):
-    rows = [{"prompt": "1+2=?\n", "completion": "<think>1+2+0=3\ncarry 0</think><answer>3</answer>"}]
+    done = "<think>1+2+0=3\ncarry 0</think><answer>3</answer>"
+    rows = [{"prompt": "1+2=?\n", "completion": done}]
     data = tmp_path / "sft.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     code = main(["--store", str(pretrained / "store"), "llm", "sft", "--model",
