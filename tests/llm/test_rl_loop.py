@@ -222,3 +222,11 @@ def test_lora_trains_only_adapters_and_saves_a_plain_model(model_dir, tmp_path):
         torch.testing.assert_close(
             plain(**ids).logits, learner.model(**ids).logits, atol=1e-5, rtol=1e-5
         )
+
+
+@pytest.mark.parametrize("scale_logits", [True, False])
+def test_first_pass_ratio_is_one_with_and_without_temperature_scaling(model_dir, scale_logits):
+    metrics = _learner(
+        model_dir, temperature=0.7, scale_logits=scale_logits, num_iterations=1, minibatches=1
+    ).iterate()
+    assert metrics["train/ratio_mean"] == pytest.approx(1.0, abs=1e-5)

@@ -145,6 +145,9 @@ class RLConfig:
     """Sampling temperature; the losses divide the logits by it too (as TRL and verl do)."""
     top_p: float = 1.0
     """Nucleus sampling threshold."""
+    scale_logits: bool = True
+    """Divide the logits by the sampling temperature in the loss too (TRL, verl); False
+    scores tokens at temperature 1 (old log-probs are then recomputed by a forward pass)."""
     top_k: int = 0
     """Top-k sampling (0 = off)."""
     advantage: Advantage = "grpo"

@@ -179,6 +179,7 @@ class GRPOLearner:
             top_k=cfg.top_k,
             max_new_tokens=cfg.max_new_tokens,
         )
+        self.loss_temperature = cfg.temperature if cfg.scale_logits else 1.0
         self.rng = make_rng(cfg.seed, "llm-rl")
         self.gen = torch_generator(cfg.seed, "llm-rl-sampling")
         # The registry turns names into functions once, here; the loop never branches on them.
@@ -329,6 +330,10 @@ class GRPOLearner:
         if cfg.mask_truncated:
             valid &= ~batch["truncated"]
         mask = mask * valid[:, None].float()
+        if self.loss_temperature != cfg.temperature:
+            # The losses see pi at temperature 1, so the old log-probs must too: recompute them
+            # instead of taking the sampling-time ones (logits / temperature).
+            batch["logprobs"] = self._old_logprobs(batch)
         ref_logp = self._ref_logprobs(batch) if self.ref_model is not None else None
         if ref_logp is not None and cfg.kl_in_reward:
             from rlworks.losses.llm import kl_penalised_rewards
@@ -449,6 +454,13 @@ class GRPOLearner:
         return torch.nan_to_num(torch.tensor(scored.total, dtype=torch.float32), nan=0.0)
 
     @torch.no_grad()
+    def _old_logprobs(self, batch: dict[str, Any]) -> torch.Tensor:
+        from rlworks.llm.generate import sequence_logprobs
+
+        keys = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
+        return sequence_logprobs(self.model, *(batch[k] for k in keys), self.loss_temperature)
+
+    @torch.no_grad()
     def _ref_logprobs(self, batch: dict[str, Any]) -> torch.Tensor:
         from rlworks.llm.generate import sequence_logprobs
 
@@ -458,7 +470,7 @@ class GRPOLearner:
             batch["prompt_mask"],
             batch["completion_ids"],
             batch["completion_mask"],
-            self.cfg.temperature,
+            self.loss_temperature,
         )
 
     def _update(
@@ -489,7 +501,7 @@ class GRPOLearner:
                     batch["prompt_mask"][idx],
                     batch["completion_ids"][idx],
                     batch["completion_mask"][idx],
-                    cfg.temperature,
+                    self.loss_temperature,
                 )
                 terms = policy_loss(
                     logp,
