@@ -45,16 +45,21 @@ def finished_runs(store, experiment: str) -> dict[tuple[str, int], object]:
 
 def launch(jobs: list[list[str]], workers: int, threads: int) -> None:
     """Run the commands, ``workers`` at a time, each with ``threads`` torch threads."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "RLWORKS_QUIET": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "RLWORKS_QUIET": "1",
+    }
     running: list[tuple[subprocess.Popen, list[str], float]] = []
     pending = list(jobs)
     while pending or running:
         while pending and len(running) < workers:
             cmd = pending.pop(0)
             print("start:", " ".join(cmd[3:]), flush=True)
-            running.append((subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL), cmd,
-                            time.time()))
+            running.append(
+                (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL), cmd, time.time())
+            )
         for item in list(running):
             proc, cmd, t0 = item
             if proc.poll() is not None:
@@ -69,14 +74,16 @@ def iqm_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
     from rlworks.eval.bootstrap import get_interval_estimates
     from rlworks.eval.stats import aggregate_iqm
 
-    points, cis = get_interval_estimates({"x": values.reshape(-1, 1)}, aggregate_iqm,
-                                         reps=20_000, rng=make_rng(seed, "llm-e2e"))
+    points, cis = get_interval_estimates(
+        {"x": values.reshape(-1, 1)}, aggregate_iqm, reps=20_000, rng=make_rng(seed, "llm-e2e")
+    )
     return float(points["x"]), float(cis["x"][0]), float(cis["x"][1])
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--base", required=True, help="the pretrained model directory")
     ap.add_argument("--methods", default="grpo:5,rloo:3,remax:3,dr_grpo:3")
     ap.add_argument("--store", default=str(ROOT / "rlworks-runs"))
@@ -85,8 +92,20 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", default=str(ROOT / "docs" / "llm" / "results.md"))
     ap.add_argument("--plot", default=str(ROOT / "docs" / "llm" / "img" / "e2e_curves"))
-    ap.add_argument("--set", dest="settings", action="append", default=[],
-                    metavar="--flag=value", help="extra `rlworks llm train` flags for every run")
+    ap.add_argument(
+        "--curriculum",
+        action="store_true",
+        help="report samples to reach GRPO's final training reward instead "
+        "(for grpo_filtered / grpo_dump against grpo)",
+    )
+    ap.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="--flag=value",
+        help="extra `rlworks llm train` flags for every run",
+    )
     args = ap.parse_args()
 
     from rlworks.track.store import RunStore
@@ -99,14 +118,102 @@ def main() -> int:
         for seed in range(n):
             if (preset, seed) in done:
                 continue
-            jobs.append([sys.executable, "-m", "rlworks.cli.main", "--store", args.store, "llm",
-                         "train", preset, "--model", args.base, "--seed", str(seed),
-                         "--experiment", args.experiment, "--no-progress",
-                         "--torch-threads", str(args.threads), *args.settings])
+            jobs.append(
+                [
+                    sys.executable,
+                    "-m",
+                    "rlworks.cli.main",
+                    "--store",
+                    args.store,
+                    "llm",
+                    "train",
+                    preset,
+                    "--model",
+                    args.base,
+                    "--seed",
+                    str(seed),
+                    "--experiment",
+                    args.experiment,
+                    "--no-progress",
+                    "--torch-threads",
+                    str(args.threads),
+                    *args.settings,
+                ]
+            )
     launch(jobs, args.workers, args.threads)
     done = finished_runs(store, args.experiment)
-    report(store, done, methods, args)
+    if args.curriculum:
+        report_curriculum(store, done, methods, args)
+    else:
+        report(store, done, methods, args)
     return 0
+
+
+def samples_to_reach(store, run_id: str, target: float, window: int = 10) -> float:
+    """Samples generated (filtered-out ones included) when the run's training accuracy,
+    averaged over ``window`` steps, first reaches ``target`` (inf if never)."""
+    m = store.metrics(run_id, ["rollout/accuracy", "perf/samples_seen"])
+    acc = np.array(m["rollout/accuracy"][1])
+    seen = np.array(m["perf/samples_seen"][1])
+    smooth = np.convolve(acc, np.ones(window) / window, mode="valid")
+    hit = np.nonzero(smooth >= target)[0]
+    return float(seen[hit[0] + window - 1]) if hit.size else float("inf")
+
+
+def report_curriculum(store, done, methods, args) -> None:
+    """Samples to reach plain GRPO's final training accuracy (mean of its runs' last 10
+    steps), IQM over seeds with 95% CIs (a run that never reaches it counts as its whole
+    budget, and the table says how many did)."""
+    from _report import machine
+
+    base = [done[k] for k in done if k[0] == "grpo"]
+    if not base:
+        print("no finished grpo runs to define the target")
+        return
+    finals = [
+        np.mean(store.metrics(r.run_id, ["rollout/accuracy"])["rollout/accuracy"][1][-10:])
+        for r in base
+    ]
+    target = float(np.mean(finals))
+    lines = [
+        f"## Curricula: samples to reach GRPO's final training accuracy "
+        f"({dt.date.today().isoformat()})",
+        "",
+        f"Machine: {machine()}. Target: plain GRPO's final training accuracy "
+        f"{target:.3f} (mean of its {len(base)} runs' last 10 steps). Samples include "
+        "those generated and filtered out. IQM over seeds, 95% bootstrap CI; a run that "
+        "never reaches the target counts with its whole budget.",
+        "",
+        "| method | seeds | reached | samples to target, IQM [95% CI] |",
+        "|---|---|---|---|",
+    ]
+    for preset, n in methods:
+        runs = [done[(preset, s)] for s in range(n) if (preset, s) in done]
+        if not runs:
+            continue
+        vals = np.array([samples_to_reach(store, r.run_id, target) for r in runs])
+        budget = np.array([r.summary["samples_seen"] for r in runs], dtype=float)
+        reached = int(np.isfinite(vals).sum())
+        vals = np.where(np.isfinite(vals), vals, budget)
+        point, lo, hi = iqm_ci(vals)
+        lines.append(
+            f"| {preset} | {len(runs)} | {reached} | {point:,.0f} [{lo:,.0f}, {hi:,.0f}] |"
+        )
+    text = "\n".join(lines)
+    print(text)
+    write_section(Path(args.report), "curricula", text)
+
+
+def write_section(out: Path, name: str, text: str) -> None:
+    old = out.read_text() if out.exists() else "# LLM post-training results\n\n"
+    marker_a, marker_b = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    block = f"{marker_a}\n{text}\n{marker_b}"
+    if marker_a in old:
+        head, rest = old.split(marker_a, 1)
+        new = head + block + rest.split(marker_b, 1)[1]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    out.write_text(new)
 
 
 def report(store, done, methods, args) -> None:
@@ -126,12 +233,20 @@ def report(store, done, methods, args) -> None:
         d_greedy = np.array([x["eval/greedy_acc"] - x["eval/greedy_acc_start"] for x in s])
         d_pass = np.array([x["eval/pass@1"] - x["eval/pass@1_start"] for x in s])
         g, p = iqm_ci(d_greedy), iqm_ci(d_pass)
-        rows.append((preset, len(runs), np.mean([x["eval/greedy_acc_start"] for x in s]),
-                     np.mean([x["eval/greedy_acc"] for x in s]), g,
-                     np.mean([x["eval/pass@1_start"] for x in s]),
-                     np.mean([x["eval/pass@1"] for x in s]), p,
-                     np.median([x["train_time_s"] for x in s]),
-                     np.mean([x["samples_seen"] for x in s])))
+        rows.append(
+            (
+                preset,
+                len(runs),
+                np.mean([x["eval/greedy_acc_start"] for x in s]),
+                np.mean([x["eval/greedy_acc"] for x in s]),
+                g,
+                np.mean([x["eval/pass@1_start"] for x in s]),
+                np.mean([x["eval/pass@1"] for x in s]),
+                p,
+                np.median([x["train_time_s"] for x in s]),
+                np.mean([x["samples_seen"] for x in s]),
+            )
+        )
         for key, panel in (("eval/greedy_acc", "greedy accuracy"), ("eval/pass@1", "pass@1 (T=1)")):
             curves = [store.metrics(r.run_id, [key])[key] for r in runs]
             steps = np.array(curves[0][0])
@@ -141,14 +256,20 @@ def report(store, done, methods, args) -> None:
         print("no finished runs")
         return
     Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-    plot_learning_curves(panels, args.plot, ylabel="held-out accuracy", xlabel="RL step",
-                         title="RL after pretraining: held-out accuracy (mean over seeds)")
+    plot_learning_curves(
+        panels,
+        args.plot,
+        ylabel="held-out accuracy",
+        xlabel="RL step",
+        title="RL after pretraining: held-out accuracy (mean over seeds)",
+    )
     lines = [
         f"## End to end: RL after pretraining ({dt.date.today().isoformat()})",
         "",
         f"Machine: {machine()}. Base: `{args.base}`. Runs: `python experiments/llm_e2e.py "
         f"--methods {args.methods} --workers {args.workers} --threads {args.threads}`"
-        + (f" {' '.join(args.settings)}" if args.settings else "") + ".",
+        + (f" {' '.join(args.settings)}" if args.settings else "")
+        + ".",
         f"Training split `{cfg['tasks']}` (train problems), evaluation on held-out test-split "
         f"problems of `{cfg['eval_tasks'] or cfg['tasks']}` ({cfg['eval_problems']} problems; "
         f"pass@1 from {cfg['eval_samples']} samples each at T={cfg['temperature']}). "
@@ -164,23 +285,16 @@ def report(store, done, methods, args) -> None:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, n, gs, ge, g, ps, pe, p, secs, samples in rows:
-        lines.append(f"| {name} | {n} | {gs:.3f} | {ge:.3f} | {g[0]:+.3f} [{g[1]:+.3f}, "
-                     f"{g[2]:+.3f}] | {ps:.3f} | {pe:.3f} | {p[0]:+.3f} [{p[1]:+.3f}, {p[2]:+.3f}]"
-                     f" | {secs:.0f} | {samples:.0f} |")
+        lines.append(
+            f"| {name} | {n} | {gs:.3f} | {ge:.3f} | {g[0]:+.3f} [{g[1]:+.3f}, "
+            f"{g[2]:+.3f}] | {ps:.3f} | {pe:.3f} | {p[0]:+.3f} [{p[1]:+.3f}, {p[2]:+.3f}]"
+            f" | {secs:.0f} | {samples:.0f} |"
+        )
     lines += ["", f"![curves](img/{Path(args.plot).name}.png)", ""]
     text = "\n".join(lines)
     print(text)
-    out = Path(args.report)
-    old = out.read_text() if out.exists() else "# LLM post-training results\n\n"
-    marker_a, marker_b = "<!-- BEGIN e2e -->", "<!-- END e2e -->"
-    block = f"{marker_a}\n{text}\n{marker_b}"
-    if marker_a in old:
-        head, rest = old.split(marker_a, 1)
-        new = head + block + rest.split(marker_b, 1)[1]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    out.write_text(new)
-    print(json.dumps({"report": str(out)}))
+    write_section(Path(args.report), "e2e", text)
+    print(json.dumps({"report": args.report}))
 
 
 if __name__ == "__main__":
