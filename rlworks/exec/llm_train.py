@@ -21,7 +21,7 @@ from typing import Any
 
 from rlworks.core.config import config_from_dict, config_hash, config_to_dict
 from rlworks.core.errors import UserError
-from rlworks.exec.train import CHECKPOINT_DIR, Progress
+from rlworks.exec.train import CHECKPOINT_DIR, Progress, run_status_guard
 from rlworks.track.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -69,7 +69,7 @@ def text_run(
             f"{metrics['train/loss']:.3f}" + (f", greedy acc {acc:.3f}" if acc is not None else "")
         )
 
-    try:
+    with run_status_guard(store, run_id, bar, logger):
         model, tokenizer, final = getattr(sft, kind)(
             cfg, on_metrics=on_metrics, on_step=lambda s: bar.update(s, status["text"])
         )
@@ -92,16 +92,6 @@ def text_run(
         logger.close()
         store.set_status(run_id, "finished", summary=summary)
         return summary
-    except KeyboardInterrupt:
-        bar.close()
-        logger.close()
-        store.set_status(run_id, "interrupted")
-        raise
-    except BaseException:
-        bar.close()
-        logger.close()
-        store.set_status(run_id, "failed")
-        raise
 
 
 def _copy_model(src: Path, dst: Path) -> None:
@@ -202,7 +192,7 @@ def _rl(
         )
         prune_checkpoints(ckpt_dir, keep)
 
-    try:
+    with run_status_guard(store, run_id, bar, logger, on_interrupt=checkpoint):
         if learner.global_step == 0:
             first = learner.evaluate(eval_problems)
             logger.log(0, first)
@@ -249,17 +239,6 @@ def _rl(
         logger.close()
         store.set_status(run_id, "finished", summary=summary)
         return summary
-    except KeyboardInterrupt:
-        bar.close()
-        logger.close()
-        checkpoint()
-        store.set_status(run_id, "interrupted")
-        raise
-    except BaseException:
-        bar.close()
-        logger.close()
-        store.set_status(run_id, "failed")
-        raise
 
 
 def _status(m: dict[str, float]) -> str:

@@ -16,7 +16,8 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rlworks.core.config import config_from_dict, config_hash, config_to_dict
@@ -34,6 +35,27 @@ from rlworks.track.store import RunStore
 
 CHECKPOINT_DIR = "checkpoints"
 Callback = Callable[[int, dict[str, float]], None]
+
+
+@contextmanager
+def run_status_guard(store: RunStore, run_id: str, bar: Progress, logger: RunLogger,
+                     on_interrupt: Callable[[], None] | None = None) -> Iterator[None]:
+    """On Ctrl-C: close the progress bar and logger, run ``on_interrupt`` (a checkpoint) and
+    mark the run "interrupted"; on any other exception mark it "failed". Re-raises."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        bar.close()
+        logger.close()
+        if on_interrupt is not None:
+            on_interrupt()
+        store.set_status(run_id, "interrupted")
+        raise
+    except BaseException:
+        bar.close()
+        logger.close()
+        store.set_status(run_id, "failed")
+        raise
 
 
 class StopRun(Exception):  # noqa: N818  (a signal, not an error)
@@ -103,73 +125,66 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
         prune_checkpoints(ckpt_dir, keep)
 
     try:
-        while learner.global_step < cfg.total_steps:
-            metrics = learner.iterate()
-            elapsed = time.perf_counter() - t0
-            metrics["perf/sps"] = (learner.global_step - step0) / max(elapsed, 1e-9)
-            logger.log(learner.global_step, metrics)
-            if "rollout/episodic_return" in metrics:
-                recent.append(metrics["rollout/episodic_return"])
-            ret = f"{sum(recent) / len(recent):.1f}" if recent else "-"
-            bar.update(learner.global_step,
-                       f"{metrics['perf/sps']:,.0f} steps/s, recent return {ret}")
-            if next_eval is not None and next_eval <= learner.global_step < cfg.total_steps:
-                # Deterministic acting draws no random numbers, so this leaves the run (and
-                # its resume) exactly as it would be without evaluations.
-                logger.log(learner.global_step, _evaluate(learner, cfg, learner.global_step))
-                next_eval = (learner.global_step // eval_every + 1) * eval_every
-            if callback is not None:
-                callback(learner.global_step, metrics)
-            if next_ckpt is not None and learner.global_step >= next_ckpt:
-                logger.flush()  # metrics up to the checkpoint are durable before it exists
+        with run_status_guard(store, run_id, bar, logger, on_interrupt=checkpoint):
+            try:
+                while learner.global_step < cfg.total_steps:
+                    metrics = learner.iterate()
+                    elapsed = time.perf_counter() - t0
+                    metrics["perf/sps"] = (learner.global_step - step0) / max(elapsed, 1e-9)
+                    logger.log(learner.global_step, metrics)
+                    if "rollout/episodic_return" in metrics:
+                        recent.append(metrics["rollout/episodic_return"])
+                    ret = f"{sum(recent) / len(recent):.1f}" if recent else "-"
+                    bar.update(learner.global_step,
+                               f"{metrics['perf/sps']:,.0f} steps/s, recent return {ret}")
+                    if next_eval is not None and next_eval <= learner.global_step < cfg.total_steps:
+                        # Deterministic acting draws no random numbers, so this leaves the run (and
+                        # its resume) exactly as it would be without evaluations.
+                        step = learner.global_step
+                        logger.log(step, _evaluate(learner, cfg, step))
+                        next_eval = (learner.global_step // eval_every + 1) * eval_every
+                    if callback is not None:
+                        callback(learner.global_step, metrics)
+                    if next_ckpt is not None and learner.global_step >= next_ckpt:
+                        logger.flush()  # metrics up to the checkpoint are durable before it exists
+                        checkpoint()
+                        next_ckpt = (learner.global_step // every + 1) * every
+                logger.flush()
                 checkpoint()
-                next_ckpt = (learner.global_step // every + 1) * every
-        logger.flush()
-        checkpoint()
-        train_time = time.perf_counter() - t0
-        bar.close()
+                train_time = time.perf_counter() - t0
+                bar.close()
 
-        from rlworks.eval.evaluate import evaluate
+                from rlworks.eval.evaluate import evaluate
 
-        returns = evaluate(learner, cfg.env_id, cfg.eval_episodes,
-                           seed=derive_seed(cfg.seed, "eval"), backend=cfg.backend)
-        summary = {
-            "run_id": run_id, "algo": algo, "env_id": cfg.env_id, "seed": cfg.seed,
-            "global_step": learner.global_step, "train_time_s": round(train_time, 3),
-            "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std()),
-            "eval_episodes": len(returns), "resumed": resume,
-        }
-        # A run killed after logging its final evaluation but before it was marked finished
-        # resumes at its final checkpoint: that evaluation is already stored (same values).
-        logged = store.metrics(run_id, ["eval/return"]).get("eval/return", ([], []))[0]
-        if not (resume and logged and logged[-1] == learner.global_step):
-            logger.log(learner.global_step, {"eval/return": summary["eval_return_mean"],
-                                             "eval/return_std": summary["eval_return_std"]})
-        logger.close()
-        for path in sorted(ckpt_dir.glob("step_*.json"))[-1:]:
-            store.add_artefact(run_id, "checkpoint", path)
-        store.set_status(run_id, "finished", summary=summary)
-        return summary
-    except StopRun as stop:
-        bar.close()
-        logger.close()
-        checkpoint()
-        summary = {"run_id": run_id, "algo": algo, "env_id": cfg.env_id, "seed": cfg.seed,
-                   "global_step": learner.global_step, "pruned": True,
-                   "pruned_reason": str(stop) or "stopped by callback"}
-        store.set_status(run_id, "pruned", summary=summary)
-        return summary
-    except KeyboardInterrupt:
-        bar.close()
-        logger.close()
-        checkpoint()
-        store.set_status(run_id, "interrupted")
-        raise
-    except BaseException:
-        bar.close()
-        logger.close()
-        store.set_status(run_id, "failed")
-        raise
+                returns = evaluate(learner, cfg.env_id, cfg.eval_episodes,
+                                   seed=derive_seed(cfg.seed, "eval"), backend=cfg.backend)
+                summary = {
+                    "run_id": run_id, "algo": algo, "env_id": cfg.env_id, "seed": cfg.seed,
+                    "global_step": learner.global_step, "train_time_s": round(train_time, 3),
+                    "eval_return_mean": float(returns.mean()),
+                    "eval_return_std": float(returns.std()),
+                    "eval_episodes": len(returns), "resumed": resume,
+                }
+                # A run killed after logging its final evaluation but before it was marked finished
+                # resumes at its final checkpoint: that evaluation is already stored (same values).
+                logged = store.metrics(run_id, ["eval/return"]).get("eval/return", ([], []))[0]
+                if not (resume and logged and logged[-1] == learner.global_step):
+                    logger.log(learner.global_step, {"eval/return": summary["eval_return_mean"],
+                                                     "eval/return_std": summary["eval_return_std"]})
+                logger.close()
+                for path in sorted(ckpt_dir.glob("step_*.json"))[-1:]:
+                    store.add_artefact(run_id, "checkpoint", path)
+                store.set_status(run_id, "finished", summary=summary)
+                return summary
+            except StopRun as stop:
+                bar.close()
+                logger.close()
+                checkpoint()
+                summary = {"run_id": run_id, "algo": algo, "env_id": cfg.env_id, "seed": cfg.seed,
+                           "global_step": learner.global_step, "pruned": True,
+                           "pruned_reason": str(stop) or "stopped by callback"}
+                store.set_status(run_id, "pruned", summary=summary)
+                return summary
     finally:
         learner.close()
 
