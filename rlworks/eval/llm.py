@@ -123,21 +123,3 @@ def sample_correct(
         seconds=time.perf_counter() - t0,
         lengths=lengths,
     )
-
-
-def summarize(table: SampleTable, ks: Sequence[int], prefix: str = "eval") -> dict[str, float]:
-    """``{prefix}/pass@k``, ``{prefix}/maj@k`` and per-source ``{prefix}/<source>/pass@k``."""
-    out: dict[str, float] = {}
-    ks = [k for k in ks if k <= table.n]
-    for k in ks:
-        out[f"{prefix}/pass@{k}"] = table.pass_at(k)
-    for k in ks:
-        out[f"{prefix}/maj@{k}"] = table.maj_at(k)
-    if table.lengths.size:
-        out[f"{prefix}/length_mean"] = float(table.lengths.mean())
-    sources = table.by_source()
-    if len(sources) > 1:
-        for s, sub in sources.items():
-            for k in ks:
-                out[f"{prefix}/{s}/pass@{k}"] = sub.pass_at(k)
-    return out

@@ -18,7 +18,7 @@ a whole batch in one forward pass.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -66,7 +66,6 @@ class Rollout:
     truncated: torch.Tensor  # (N,) bool: hit max_new_tokens without a stop
     completions: list[str]  # decoded completions (special tokens dropped)
     prompt_index: torch.Tensor  # (N,) index into the prompt list
-    stats: dict[str, float] = field(default_factory=dict)
 
     @property
     def lengths(self) -> torch.Tensor:  # (N,)

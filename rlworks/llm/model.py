@@ -11,7 +11,7 @@ safetensors; nothing is ever downloaded (``local_files_only=True``).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -170,16 +170,6 @@ def load_policy(path: str | Path, device: str = "cpu", dtype: Any = None) -> tup
     check_policy_tokenizer(tokenizer, where=f"the tokenizer at {str(path)!r}")
     tokenizer.padding_side = "left"
     return model.to(device), tokenizer
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``rlworks.json`` written by :func:`save_policy` (``{}`` for a foreign checkpoint)."""
-    f = Path(path) / METADATA_FILE
-    return json.loads(f.read_text()) if f.is_file() else {}
-
-
-def config_dict(cfg: TinyLMConfig) -> dict[str, Any]:
-    return asdict(cfg)
 
 
 def build_value_model(policy: Any) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlworks.eval.llm import SampleTable, summarize
+from rlworks.eval.llm import SampleTable
 from rlworks.exec.llm_eval import pass_at_k_ci, powers_of_two
 
 
@@ -35,15 +35,12 @@ def test_majority_vote_by_hand_and_no_answers_do_not_pool():
     assert t.maj_at(1) == pytest.approx(2 / 3)
 
 
-def test_by_source_and_summary_keys():
+def test_by_source():
     t = _table()
     by = t.by_source()
     assert list(by) == ["add/d1", "mul/d2"]
     assert by["add/d1"].pass_at(1) == pytest.approx(1 / 8)
-    out = summarize(t, [1, 2, 8])  # k = 8 > n is skipped
-    assert set(out) >= {"eval/pass@1", "eval/pass@2", "eval/maj@1", "eval/add/d1/pass@1"}
-    assert "eval/pass@8" not in out
-    assert out["eval/length_mean"] == pytest.approx(30 / 12)
+    assert by["mul/d2"].lengths.tolist() == [[2, 2, 2, 2]]
 
 
 def test_k_grid_and_ci_contains_the_point():
