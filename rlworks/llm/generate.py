@@ -182,7 +182,6 @@ def generate(
         cache=cache,
         use_cache=True,
     )
-    cache = out.past_key_values
     logits = out.logits[:, -1, :].float()  # (N, V)
     next_pos = positions[:, -1:] + 1  # (N, 1)
 
@@ -219,7 +218,6 @@ def generate(
             cache=cache,
             use_cache=True,
         )
-        cache = out.past_key_values
         logits = out.logits[:, -1, :].float()
         next_pos = next_pos + 1
     if was_training:
