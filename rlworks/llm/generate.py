@@ -79,10 +79,11 @@ class Rollout:
 def preallocated_cache(model: Any, capacity: int) -> Any:
     """A Hugging Face KV cache whose layers write into buffers of ``capacity`` positions.
 
-    The default ``DynamicCache`` concatenates every step (O(length) copies per token, which
-    profiled at half of all generation time on TinyLM); these layers copy each new key/value
-    once and hand attention a view of the filled prefix, so attention still only sees the
-    positions generated so far.
+    The default ``DynamicCache`` concatenates the whole cache every step (O(length) copies per
+    token); these layers copy each new key/value once and hand attention a view of the filled
+    prefix, so attention still only sees the positions generated so far. Measured on TinyLM
+    (128 sequences x 100 tokens, quiet machine, 3 alternating pairs): 1.16x faster than
+    ``DynamicCache``.
     """
     from transformers.cache_utils import Cache, DynamicLayer
 
