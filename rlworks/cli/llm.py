@@ -86,8 +86,13 @@ def register(sub: Any, argv: Sequence[str]) -> None:
         "report greedy accuracy, pass@k and maj@k; with several "
         "models, one plot of pass@k against k.",
     )
-    ev.add_argument("models", nargs="+", metavar="MODEL", help="model directories or run ids")
-    ev.add_argument("--tasks", default="mul:3", help="held-out problems (test split)")
+    ev.add_argument(
+        "models",
+        nargs="+",
+        metavar="MODEL",
+        help="model directories or run ids, optionally labelled NAME=DIR (e.g. base=tinylm)",
+    )
+    ev.add_argument("--tasks", default="add:2", help="held-out problems (test split)")
     ev.add_argument("--problems", type=positive_int, default=100, help="problems (default 100)")
     ev.add_argument(
         "--k",
@@ -247,16 +252,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--temperature must be >= 0, got {args.temperature}")
     store = None
     paths: list[tuple[str, Path]] = []
-    for m in args.models:
+    for given in args.models:
+        label, eq, m = given.partition("=")
+        if not eq:
+            label, m = "", given
         if Path(m).is_dir():
-            paths.append((m, Path(m)))
+            paths.append((label or m, Path(m)))
             continue
         store = store or _store(args)
         record = store.get_run(m)  # UserError for an unknown run id
         models = [p for kind, p in store.artefacts(record.run_id) if kind == "model"]
         if not models:
             raise UserError(f"run '{record.run_id}' has no saved model (is it finished?)")
-        paths.append((f"{record.algo}:{record.run_id[:8]}", models[-1]))
+        paths.append((label or f"{record.algo}:{record.run_id[:8]}", models[-1]))
     results = evaluate_models(
         paths,
         args.tasks,
