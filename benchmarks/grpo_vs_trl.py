@@ -150,7 +150,7 @@ def child_trl(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from rlworks.algos.llm.grpo import PromptPool
+    from rlworks.algos.llm.batch import PromptPool
 
     tokenizer = AutoTokenizer.from_pretrained(args.ckpt, local_files_only=True)
     tokenizer.padding_side = "left"

@@ -46,7 +46,7 @@ def evaluate_models(
     import torch
     from tqdm import tqdm
 
-    from rlworks.algos.llm.grpo import PromptPool
+    from rlworks.algos.llm.batch import PromptPool
     from rlworks.core.seeding import make_rng, torch_generator
     from rlworks.eval.llm import sample_correct
     from rlworks.llm.generate import SamplingConfig

@@ -155,7 +155,8 @@ def _rl(
 ) -> dict[str, Any]:
     import torch
 
-    from rlworks.algos.llm.grpo import GRPOLearner, PromptPool, merged_model
+    from rlworks.algos.llm.batch import PromptPool, merged_model
+    from rlworks.algos.llm.grpo import GRPOLearner
     from rlworks.llm.model import save_policy
 
     torch.set_num_threads(cfg.torch_threads)

@@ -203,7 +203,7 @@ def test_pool_file_restricts_the_pool(model_dir, tmp_path):
 def test_lora_trains_only_adapters_and_saves_a_plain_model(model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from rlworks.algos.llm.grpo import merged_model
+    from rlworks.algos.llm.batch import merged_model
     from rlworks.llm.model import save_policy
 
     learner = _learner(model_dir, lora_rank=4)
