@@ -258,7 +258,7 @@ class GRPOLearner:
             rewards = penalised.view_as(rewards)  # NaN stays NaN
         n_rows = mask.shape[0]
         # (P, G) for the group estimators, (N, Lc) per token for gae -> (N, 1) or (N, Lc)
-        adv = self._advantages(rewards, batch).reshape(n_rows, -1)
+        adv = self._estimator(rewards, batch).reshape(n_rows, -1)  # chosen once in __init__
         if self.dump is not None:
             g = cfg.num_generations
             sources = [pr.source for pr in batch["problems"] for _ in range(g)]
@@ -301,10 +301,6 @@ class GRPOLearner:
                 traj[-1] = value
             else:
                 traj.append(value)
-
-    def _advantages(self, rewards: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        """(P, G) advantages by the configured estimator (chosen once, in ``__init__``)."""
-        return self._estimator(rewards, batch)
 
     @torch.no_grad()
     def _gae_advantages(self, rewards: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
