@@ -151,8 +151,16 @@ def generate(
     n: int = 1,
     sampling: SamplingConfig | None = None,
     generator: torch.Generator | None = None,
+    fast: bool | None = None,
 ) -> Rollout:
-    """Sample ``n`` completions for each prompt (rows ``i*n .. i*n+n-1`` belong to prompt i)."""
+    """Sample ``n`` completions for each prompt (rows ``i*n .. i*n+n-1`` belong to prompt i).
+
+    ``fast``: run the model through :class:`rlworks.llm.fast.FastDecoder` (the same maths on
+    the model's own weights, 2-3x faster per token on TinyLM) when it supports the model
+    (``None``, the default), always (``True``: an error if it cannot), or never (``False``:
+    the Hugging Face forward with :func:`preallocated_cache`).
+    """
+    from rlworks.llm.fast import FastDecoder, unsupported
     sampling = sampling or SamplingConfig()
     if len(prompts) == 0:
         raise UserError("the prompt set is empty; give at least one prompt")
@@ -175,15 +183,23 @@ def generate(
     model.eval()
     attention = prompt_mask.clone()
     positions = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)
-    cache = preallocated_cache(model, prompt_ids.shape[1] + sampling.max_new_tokens)
-    out = model(
-        input_ids=prompt_ids,
-        attention_mask=attention,
-        position_ids=positions,
-        cache=cache,
-        use_cache=True,
-    )
-    logits = out.logits[:, -1, :].float()  # (N, V)
+    capacity = prompt_ids.shape[1] + sampling.max_new_tokens
+    reason = unsupported(model) if fast is not False else "switched off"
+    if fast and reason is not None:
+        raise UserError(f"fast decoding cannot run this model: {reason}; pass fast=None")
+    decoder = FastDecoder(model, rows, capacity) if reason is None else None
+    if decoder is not None:
+        logits = decoder.prefill(prompt_ids, prompt_mask, positions).float()  # (N, V)
+    else:
+        cache = preallocated_cache(model, capacity)
+        out = model(
+            input_ids=prompt_ids,
+            attention_mask=attention,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+        )
+        logits = out.logits[:, -1, :].float()  # (N, V)
     next_pos = positions[:, -1:] + 1  # (N, 1)
 
     tokens: list[torch.Tensor] = []
@@ -211,15 +227,18 @@ def generate(
         alive = alive & ~stopped
         if not bool(alive.any()) or step == sampling.max_new_tokens - 1:
             break
-        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
-        out = model(
-            input_ids=token[:, None],
-            attention_mask=attention,
-            position_ids=next_pos,
-            cache=cache,
-            use_cache=True,
-        )
-        logits = out.logits[:, -1, :].float()
+        if decoder is not None:
+            logits = decoder.step(token, next_pos[:, 0]).float()
+        else:
+            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+            out = model(
+                input_ids=token[:, None],
+                attention_mask=attention,
+                position_ids=next_pos,
+                cache=cache,
+                use_cache=True,
+            )
+            logits = out.logits[:, -1, :].float()
         next_pos = next_pos + 1
     if was_training:
         model.train()
