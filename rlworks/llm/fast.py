@@ -44,7 +44,7 @@ def unsupported(model: Any) -> str | None:
     if getattr(cfg, "use_sliding_window", False):
         return "sliding-window attention"
     rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
+    rope_type = str(rope.get("rope_type", rope.get("type", "default"))) if rope else "default"
     if rope_type not in ("default", "linear", "llama3"):
         # 'dynamic', 'yarn', 'longrope', ...: tables or scaling depend on the sequence length
         return f"rope type {rope_type}"
