@@ -176,7 +176,10 @@ class Dataset:
         terminated and truncated, and (``check_continuity``, on by default) that
         ``next_observations[i] == observations[i + 1]`` inside every episode. The last check
         catches a missing episode boundary; turn it off for files that break it on purpose
-        (D4RL's own files do in places).
+        (D4RL's own files do in places). A dataset whose metadata says
+        ``"continuity": false`` (e.g. made by :func:`rlworks.data.transforms.corrupt`, which
+        perturbs a state without touching the previous step's next state, as the RIQL paper
+        does) is not checked for it.
         """
         arrays = {name: getattr(self, name) for name in FIELDS}
         _check_lengths(arrays, dict(self.infos))
@@ -190,7 +193,7 @@ class Dataset:
                 f"dataset field 'truncations': index {i} is set together with terminations[{i}]; "
                 "a terminal wins, so clear truncations there"
             )
-        if check_continuity:
+        if check_continuity and self.metadata.get("continuity", True) is not False:
             _check_continuity(self)
         return self
 

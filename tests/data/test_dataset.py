@@ -165,6 +165,20 @@ def test_missing_boundary_is_found_and_can_be_allowed():
     assert ds.episodes().tolist() == [[0, 5], [5, 7]]
 
 
+def test_metadata_continuity_false_skips_only_the_continuity_check():
+    nxt = NEXT.copy()
+    nxt[0] = [9, 9]  # a perturbed next state inside episode 0
+    meta = {"env_id": "Toy-v0", "continuity": False}
+    ds = make(next_observations=nxt, metadata=meta)  # accepted: the record says so
+    assert ds.validate() is ds
+    with pytest.raises(UserError, match="index 0 differs"):
+        make(next_observations=nxt)  # without the flag it is still a missing boundary
+    bad = OBS.copy().astype(np.float32)
+    bad[1, 0] = np.nan
+    with pytest.raises(UserError, match="observations"):  # other checks still run
+        make(observations=bad, next_observations=nxt, metadata=meta)
+
+
 def test_validate_refuses_both_flags_on_direct_construction():
     ds = Dataset(OBS, np.zeros(7), REWARDS, TERM, TERM.copy(), NEXT)
     with pytest.raises(
