@@ -66,7 +66,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     algos.set_defaults(func=cmd_algos)
     envs = sub.add_parser("envs", help="list the native environments")
     envs.set_defaults(func=cmd_envs)
-    from rlworks.cli import adastop_cmd, compare, llm, run_cmd, runs, tune
+    from rlworks.cli import adastop_cmd, compare, llm, offline, run_cmd, runs, tune
 
     runs.register(sub)
     run_cmd.register(sub)
@@ -74,18 +74,22 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     tune.register(sub)
     adastop_cmd.register(sub)
     llm.register(sub, argv)
+    offline.register(sub, argv)
     return parser
 
 
 def _add_train(sub: Any, argv: Sequence[str]) -> None:
     import rlworks.algos.online  # noqa: F401  (lazy registrations only; no torch)
+    from rlworks.algos.offline import OFFLINE_ALGOS  # `rlworks offline train` has those
+    from rlworks.core.errors import unknown
     from rlworks.core.registry import ALGORITHMS
 
+    online = [n for n in ALGORITHMS.names() if n not in OFFLINE_ALGOS]
     train = sub.add_parser(
         "train", help="train one tracked run of an algorithm",
         description="Train ALGO as one tracked run. `rlworks train ALGO --help` lists every "
-                    f"config field of ALGO. Algorithms: {', '.join(ALGORITHMS.names())}.")
-    train.add_argument("algo", metavar="ALGO", help=f"one of {', '.join(ALGORITHMS.names())}")
+                    f"config field of ALGO. Algorithms: {', '.join(online)}.")
+    train.add_argument("algo", metavar="ALGO", help=f"one of {', '.join(online)}")
     train.add_argument("--env", dest="env_id", default=argparse.SUPPRESS, metavar="ENV",
                        help="environment id, e.g. CartPole-v1")
     train.add_argument("--config", metavar="FILE", help="TOML or YAML file setting any field")
@@ -104,6 +108,11 @@ def _add_train(sub: Any, argv: Sequence[str]) -> None:
     if name is not None:
         from rlworks.core.config import add_config_arguments
 
+        if name in OFFLINE_ALGOS:
+            raise UserError(f"'{name}' is an offline algorithm; use `rlworks offline train "
+                            f"{name} --dataset NAME`")
+        if name not in online:
+            raise unknown("algorithm", name, online)
         spec = ALGORITHMS.get(name)
         add_config_arguments(train, spec.config_class(), skip=("env_id",))
 

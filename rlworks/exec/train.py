@@ -73,9 +73,15 @@ def train(algo: str, cfg: Any, store: RunStore, *, experiment: str | None = None
     ``callback(global_step, metrics)`` is called after every iteration; it may raise
     :class:`StopRun` to end the run early.
     """
+    import rlworks.algos.offline  # noqa: F401  (registers the offline learners)
     import rlworks.algos.online  # noqa: F401  (registers the online agents)
 
     ALGORITHMS.get(algo)
+    if algo in rlworks.algos.offline.OFFLINE_ALGOS:
+        # Find the dataset, take env_id from it and check that it fits, before the run exists.
+        from rlworks.algos.offline.common import complete_config
+
+        cfg = complete_config(cfg)
     run_id = store.create_run(algo=algo, env_id=cfg.env_id, seed=cfg.seed,
                               config=config_to_dict(cfg), config_hash=config_hash(cfg),
                               experiment=experiment, tags=tags)
@@ -87,6 +93,7 @@ def resume(run_id: str, store: RunStore, *, progress: bool | None = None,
            sinks: tuple[Sink, ...] = (), keep_checkpoints: int = 2,
            callback: Callback | None = None) -> dict[str, Any]:
     """Continue an unfinished run from its latest checkpoint (from scratch if it has none)."""
+    import rlworks.algos.offline  # noqa: F401
     import rlworks.algos.online  # noqa: F401
 
     record = store.get_run(run_id)
@@ -165,12 +172,18 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
                     "eval_return_std": float(returns.std()),
                     "eval_episodes": len(returns), "resumed": resume,
                 }
+                final = {"eval/return": summary["eval_return_mean"],
+                         "eval/return_std": summary["eval_return_std"]}
+                if hasattr(cfg, "dataset"):  # offline learners
+                    summary["dataset"] = cfg.dataset
+                score = _normalised_score(learner, summary["eval_return_mean"])
+                if score is not None:  # the dataset has reference scores
+                    summary["eval_normalised_score"] = final["eval/normalised_score"] = score
                 # A run killed after logging its final evaluation but before it was marked finished
                 # resumes at its final checkpoint: that evaluation is already stored (same values).
                 logged = store.metrics(run_id, ["eval/return"]).get("eval/return", ([], []))[0]
                 if not (resume and logged and logged[-1] == learner.global_step):
-                    logger.log(learner.global_step, {"eval/return": summary["eval_return_mean"],
-                                                     "eval/return_std": summary["eval_return_std"]})
+                    logger.log(learner.global_step, final)
                 logger.close()
                 for path in sorted(ckpt_dir.glob("step_*.json"))[-1:]:
                     store.add_artefact(run_id, "checkpoint", path)
@@ -216,11 +229,25 @@ def _evaluate(learner: Any, cfg: Any, step: int) -> dict[str, float]:
 
     returns = evaluate(learner, cfg.env_id, cfg.eval_episodes,
                        seed=derive_seed(cfg.seed, "eval", step), backend=cfg.backend)
-    return {"eval/return": float(returns.mean()), "eval/return_std": float(returns.std())}
+    out = {"eval/return": float(returns.mean()), "eval/return_std": float(returns.std())}
+    score = _normalised_score(learner, out["eval/return"])
+    if score is not None:
+        out["eval/normalised_score"] = score
+    return out
+
+
+def _normalised_score(learner: Any, mean_return: float) -> float | None:
+    """D4RL's ``100 * (return - random) / (expert - random)`` when the learner knows its
+    dataset's reference scores (offline learners), else None."""
+    ref = getattr(learner, "reference_scores", None)
+    if not ref:
+        return None
+    return 100.0 * (mean_return - ref["random"]) / (ref["expert"] - ref["random"])
 
 
 def build_config(algo: str, overrides: dict[str, Any], config_file: str | None = None) -> Any:
     """Dataclass defaults < per-env tuned defaults (zoo) < config file < ``overrides``."""
+    import rlworks.algos.offline  # noqa: F401
     import rlworks.algos.online  # noqa: F401
     from rlworks.algos.online.zoo import zoo_defaults
     from rlworks.core.config import load_config_file
