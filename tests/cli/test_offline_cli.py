@@ -86,7 +86,7 @@ def test_no_reference_scores_no_normalised_score(tmp_path, capsys, data_dir):
     assert "eval_normalised_score" not in summary and "eval_return_mean" in summary
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, data_dir):
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, capsys, data_dir):
     from rlworks.exec import train as driver
     from rlworks.track.checkpoint import latest_checkpoint, load_checkpoint
 
@@ -104,7 +104,10 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, data_dir):
         driver.train("td3bc", cfg, store, progress=False, callback=kill_half_way)
     run_id = next(r.run_id for r in store.list_runs() if r.run_id != ref["run_id"])
     assert store.get_run(run_id).status == "interrupted"
-    got = driver.resume(run_id, store, progress=False)
+    code, out, err = run(capsys, tmp_path, "offline", "train", "td3bc", "--resume", run_id,
+                         "--json", "--no-progress")
+    assert code == 0, err
+    got = json.loads(out.strip().splitlines()[-1])
     assert got["resumed"] and got["eval_return_mean"] == ref["eval_return_mean"]
 
     def final(rid):

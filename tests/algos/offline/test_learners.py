@@ -196,3 +196,13 @@ def test_cql_lagrange_variant_tunes_its_penalty_weight(pendulum_path):
     assert m_fixed["train/cql_weight"] == 5.0
     assert tuned.log_alpha_prime.item() != 0.0 and m_tuned["train/cql_weight"] != 5.0
     assert np.isfinite(list(m_tuned.values())).all()
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_config_field_is_documented(algo):
+    from rlworks.core.config import field_docs
+
+    cls = ALGORITHMS.get(algo).config_class()
+    docs = field_docs(cls)
+    missing = [f.name for f in dataclasses.fields(cls) if not docs.get(f.name)]
+    assert not missing, missing
