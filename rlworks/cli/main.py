@@ -66,7 +66,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     algos.set_defaults(func=cmd_algos)
     envs = sub.add_parser("envs", help="list the native environments")
     envs.set_defaults(func=cmd_envs)
-    from rlworks.cli import adastop_cmd, compare, llm, offline, run_cmd, runs, tune
+    from rlworks.cli import adastop_cmd, compare, data, llm, offline, run_cmd, runs, tune
 
     runs.register(sub)
     run_cmd.register(sub)
@@ -74,6 +74,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     tune.register(sub)
     adastop_cmd.register(sub)
     llm.register(sub, argv)
+    data.register(sub, argv)
     offline.register(sub, argv)
     return parser
 
