@@ -4,6 +4,7 @@
     rlworks offline train riql --dataset data/hopper.hdf5 --corrupt SPEC
     rlworks offline train td3bc --dataset NAME --reweight SPEC --total-steps 50000
     rlworks offline train iql --resume RUN_ID                        continue a killed run
+    rlworks offline train wsrl --init RUN_ID                         fine-tune a cql run online
     rlworks offline algos                                            the algorithms and presets
 
 ``--dataset`` takes a generated name (`rlworks data ls`) or the path of a D4RL-style .hdf5, an
@@ -22,7 +23,7 @@ from typing import Any
 from rlworks.cli._args import jsonable
 from rlworks.core.errors import UserError, unknown
 
-_KEYS = {"command", "func", "store", "offline_command", "algo", "config", "resume",
+_KEYS = {"command", "func", "store", "offline_command", "algo", "config", "resume", "init",
          "experiment", "json", "tensorboard", "no_progress"}
 
 
@@ -43,6 +44,10 @@ def register(sub: Any, argv: Sequence[str]) -> None:
     train.add_argument("algo", metavar="ALGO", help=f"one of {', '.join(names)}")
     train.add_argument("--config", metavar="FILE", help="TOML or YAML file setting any field")
     train.add_argument("--resume", metavar="RUN_ID", help="continue this unfinished run")
+    train.add_argument("--init", metavar="RUN_ID",
+                       help="(wsrl, finetune) start from the latest checkpoint of this cql run; "
+                            "sets init_checkpoint, and dataset, env_id and hidden_sizes to the "
+                            "run's")
     train.add_argument("--experiment", help="group the run under this experiment name")
     train.add_argument("--json", action="store_true",
                        help="print the final metrics as one JSON object on the last line")
@@ -86,11 +91,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in vars(args).items() if k not in _KEYS}
     progress = False if args.no_progress else None
     if args.resume:
-        if overrides or args.config:
+        if overrides or args.config or args.init:
             raise UserError("--resume continues a run with its stored config; drop the other flags")
         summary = driver.resume(args.resume, RunStore(args.store), progress=progress)
     else:
+        init_config = _init_run(args, overrides) if args.init else None
+        if init_config is not None:
+            overrides = {**{k: init_config[k] for k in _INIT_FIELDS}, **overrides,
+                         "init_checkpoint": init_config["init_checkpoint"]}
         cfg = driver.build_config(args.algo, overrides, args.config)
+        _check_init(args, cfg, init_config)
         if not cfg.dataset:
             raise UserError("rlworks offline train needs --dataset: a generated name (see "
                             "`rlworks data ls`) or the path of a .hdf5/.npz file or Minari "
@@ -107,6 +117,53 @@ def cmd_train(args: argparse.Namespace) -> int:
                                progress=progress, sinks=sinks)
     _report(summary, args.json)
     return 0
+
+
+_INIT_FIELDS = ("dataset", "env_id", "hidden_sizes")
+
+
+def _init_run(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The config of ``--init RUN_ID``'s run plus its latest checkpoint's path, checked to be a
+    run the fine-tuning algorithms can start from; every failure is one UserError line."""
+    from rlworks.algos.offline import FINETUNE_ALGOS, INIT_ALGOS
+    from rlworks.track.checkpoint import latest_checkpoint
+    from rlworks.track.store import RunStore
+
+    if args.algo not in FINETUNE_ALGOS:
+        raise UserError(f"--init starts {' and '.join(sorted(FINETUNE_ALGOS))} from a pretrained "
+                        f"run; {args.algo} trains from scratch: drop --init")
+    if "init_checkpoint" in overrides:
+        raise UserError("give --init RUN_ID or --init-checkpoint PATH, not both")
+    store = RunStore(args.store)
+    record = store.get_run(args.init)  # unknown or ambiguous id: a UserError
+    if record.algo not in INIT_ALGOS:
+        raise UserError(f"run '{record.run_id}' is a {record.algo} run; {args.algo} starts from "
+                        f"a {' or '.join(INIT_ALGOS)} run (`rlworks offline train cql "
+                        "--dataset NAME`)")
+    path = latest_checkpoint(store.run_dir(record.run_id) / "checkpoints")
+    if path is None:
+        raise UserError(f"run '{record.run_id}' has no checkpoint yet ({record.status}); resume "
+                        "or finish it first")
+    return {**record.config, "run_id": record.run_id, "init_checkpoint": str(path)}
+
+
+def _check_init(args: argparse.Namespace, cfg: Any, init_config: dict[str, Any] | None) -> None:
+    """The fine-tuning algorithms need a pretrained agent, and one that fits the run's config."""
+    from rlworks.algos.offline import FINETUNE_ALGOS
+
+    if args.algo in FINETUNE_ALGOS and not cfg.init_checkpoint:
+        raise UserError(f"{args.algo} fine-tunes a pretrained agent: pass --init RUN_ID (a cql "
+                        "run, see `rlworks runs ls`) or --init-checkpoint PATH")
+    if init_config is None:
+        return
+    for key in _INIT_FIELDS:
+        want, got = init_config[key], getattr(cfg, key)
+        if key == "hidden_sizes":
+            want = tuple(want)
+        if got != want:
+            raise UserError(f"run '{init_config['run_id']}' was trained with {key} {want!r}, "
+                            f"this config has {got!r}; drop --{key.replace('_', '-')} (--init "
+                            "sets it) or pass another run")
 
 
 def cmd_algos(args: argparse.Namespace) -> int:

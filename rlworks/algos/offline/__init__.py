@@ -5,7 +5,7 @@ tells these registry entries from the online ones (``rlworks train`` lists only 
 ``rlworks offline train`` only these).
 """
 
-from rlworks.algos.offline.configs import RIQL_OVERRIDES
+from rlworks.algos.offline.configs import FINETUNE_OVERRIDES, RIQL_OVERRIDES
 from rlworks.core.registry import AlgoSpec, register_algo
 
 _CFG = "rlworks.algos.offline.configs"
@@ -26,6 +26,12 @@ _SPECS = (
              "(offline) Conservative Q-Learning, CQL(H) on SAC"),
     AlgoSpec("awac", f"{_CFG}:AWACConfig", f"{_PKG}.awac:AWAC",
              "(offline) Advantage-Weighted Actor-Critic"),
+    AlgoSpec("wsrl", f"{_CFG}:WSRLConfig", f"{_PKG}.finetune:FineTune",
+             "(offline-to-online) WSRL: fine-tune a cql agent online with SAC, no offline data "
+             "kept, after a warm-up of pretrained-policy rollouts"),
+    AlgoSpec("finetune", f"{_CFG}:WSRLConfig", f"{_PKG}.finetune:FineTune",
+             "(offline-to-online) fine-tune a cql agent online with SAC, offline data retained",
+             overrides=FINETUNE_OVERRIDES),
 )
 
 for _spec in _SPECS:
@@ -33,3 +39,9 @@ for _spec in _SPECS:
 
 OFFLINE_ALGOS: frozenset[str] = frozenset(spec.name for spec in _SPECS)
 """Names of the offline registry entries."""
+
+FINETUNE_ALGOS: frozenset[str] = frozenset({"wsrl", "finetune"})
+"""Offline-to-online entries: they start from a pretrained run's checkpoint (``--init``)."""
+INIT_ALGOS: tuple[str, ...] = ("cql",)
+"""Algorithms whose checkpoints they can start from (SAC-style: tanh-Gaussian actor, twin
+critics, entropy temperature)."""

@@ -237,6 +237,94 @@ class AWACConfig(OfflineConfig):
         _unit(self, "tau")
 
 
+@dataclass(frozen=True)
+class WSRLConfig:
+    """Offline-to-online fine-tuning of a pretrained CQL agent with SAC updates: WSRL (Zhou,
+    Peng, Li, Levine and Kumar, 2024, "Efficient Online Reinforcement Learning Fine-Tuning Need
+    Not Retain Offline Data", arXiv:2412.07762) in mode 'wsrl', fine-tuning with the offline
+    data retained in mode 'retain' (the ``finetune`` preset). Defaults follow the authors'
+    code (finetune.py, locomotion_wsrl config). Budgets are in *online env steps*."""
+
+    dataset: str = ""
+    """Dataset the agent was pretrained on: it names the env (its metadata's env_id) and the
+    reference scores, and mode 'retain' keeps its transitions in the replay data."""
+    env_id: str = ""
+    """Environment fine-tuned on and evaluated on; '' takes it from the dataset's metadata."""
+    init_checkpoint: str = ""
+    """Checkpoint of a `rlworks offline train cql` run to start from (a step_*.json file or a
+    directory holding them; `--init RUN_ID` fills it in). '' starts from random weights, the
+    no-pretraining ablation (from Python: the command line insists on a pretrained agent)."""
+    mode: Literal["wsrl", "retain"] = "wsrl"
+    """'wsrl': a fresh replay buffer holding online data only; 'retain': every batch drawn
+    uniformly from the offline dataset and the online transitions together."""
+    seed: int = 0
+    """Seed of every random draw in the run (env, action noise, batch sampling)."""
+    total_steps: int = 100_000
+    """Budget in online env steps, warm-up included (the authors' code runs 500k; a 2-core CPU
+    affords tens of thousands)."""
+    warmup_steps: int = 5_000
+    """Env steps collected with the pretrained policy, frozen, before the first update (WSRL's
+    warm-up: 5,000 in the paper; 0 is plain fine-tuning)."""
+    utd: int = 4
+    """Update-to-data ratio: critic updates per env step after the warm-up, each on its own
+    batch_size rows; the actor and temperature step once per env step on all utd * batch_size
+    rows (the authors' update_high_utd; their default for WSRL is 4)."""
+    batch_size: int = 256
+    """Transitions per critic update (the authors' 1024-row batch split into utd = 4 parts)."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden widths of the actor and critics; must equal the init checkpoint's (`--init` sets
+    them from the pretraining run)."""
+    actor_lr: float = 1e-4
+    """Adam step size of the actor and the entropy temperature (the authors' SAC config)."""
+    critic_lr: float = 3e-4
+    """Adam step size of the critics."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target critics (after every critic update)."""
+    target_entropy: float | None = None
+    """Entropy target of the automatic temperature; None means -dim(action space) / 2, the
+    authors' code."""
+    backup_entropy: bool = False
+    """Subtract alpha * log pi(a'|s') in the TD target (the authors' WSRL runs do not)."""
+    buffer_size: int = 1_000_000
+    """Capacity of the online replay buffer in env steps (mode 'retain' keeps the dataset
+    apart, so it does not count)."""
+    steps_per_iter: int = 1_000
+    """Env steps per iteration: metrics are logged as their means over an iteration, and
+    checkpoints and evaluations fall between iterations."""
+    torch_threads: int = 1
+    """torch intra-op threads; 1 is fastest for [256, 256] networks on 2 cores."""
+    backend: Backend = "auto"
+    """Vector env backend; 'auto' takes native where it exists (Pendulum-v1: exact resume)."""
+    checkpoint_every: int = 0
+    """Checkpoint every N env steps (0: only at the end). Runs resume from the latest."""
+    eval_every: int = 0
+    """Also evaluate (``eval_episodes`` episodes of the deterministic policy, logged as
+    ``eval/return`` and ``eval/normalised_score``) every N env steps: the fine-tuning curve."""
+    eval_episodes: int = 10
+    """Episodes of the deterministic policy evaluated at the end of training."""
+
+    def __post_init__(self) -> None:
+        for name in ("total_steps", "utd", "batch_size", "buffer_size", "steps_per_iter",
+                     "torch_threads", "eval_episodes"):
+            _positive(self, name)
+        for name in ("warmup_steps", "checkpoint_every", "eval_every"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.hidden_sizes or min(self.hidden_sizes) <= 0:
+            raise UserError(f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
+        for name in ("actor_lr", "critic_lr"):
+            _positive_float(self, name)
+        _unit(self, "gamma")
+        _unit(self, "tau")
+
+
+FINETUNE_OVERRIDES: tuple[tuple[str, Any], ...] = (("mode", "retain"), ("warmup_steps", 0))
+"""The retained-data baseline: WSRL's update rule and budget, with the offline dataset kept in
+the replay data and no warm-up (updates from the first online step)."""
+
+
 RIQL_OVERRIDES: tuple[tuple[str, Any], ...] = (
     ("q_loss", "huber"),
     ("huber_delta", 1.0),
@@ -271,4 +359,4 @@ def _unit(cfg: object, name: str) -> None:
 
 
 __all__ = ["OfflineConfig", "BCConfig", "TD3BCConfig", "IQLConfig", "CQLConfig", "AWACConfig",
-           "RIQL_OVERRIDES"]
+           "WSRLConfig", "RIQL_OVERRIDES", "FINETUNE_OVERRIDES"]
