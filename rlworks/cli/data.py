@@ -108,7 +108,8 @@ def _seed(text: str) -> int:
 
 
 def cmd_make(args: argparse.Namespace) -> int:
-    from rlworks.data.factory import list_datasets, make_dataset
+    from rlworks.data.factory import list_datasets
+    from rlworks.exec.datasets import make_dataset
 
     budget = {k: getattr(args, k) for k in args.budget_fields if hasattr(args, k)}
     path = make_dataset(args.name, seed=args.seed, budget=budget or None,

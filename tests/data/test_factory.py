@@ -1,156 +1,31 @@
-"""The dataset factory at a tiny budget on Pendulum-v1: determinism, the kinds' composition,
-reference scores, episode boundaries, the cache (reuse, --force, failures keep it intact)."""
+"""The data-level half of the dataset factory: recipes (names, budgets, the medium pick), the
+cache (store, index, resolve, errors) and the layering rule that ``rlworks/data/`` imports
+nothing above it. Making datasets (training, rollouts) is tested in tests/exec/test_datasets.py.
+"""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import rlworks.data
 from rlworks.core.errors import UserError
-from rlworks.data import factory
-from rlworks.data.dataset import FIELDS
+from rlworks.data.dataset import Dataset
 from rlworks.data.factory import (
-    DATASET_KINDS,
+    cached_file,
     list_datasets,
-    make_dataset,
+    load_cached,
     resolve_dataset,
+    store_dataset,
 )
-from rlworks.data.recipes import DATASET_ENVS, dataset_id, make_budget, parse_name, pick_medium
-
-# One SAC agent of 400 steps (snapshots every 100), 2,000-transition rollouts (10 episodes).
-TINY = dict(agent_steps=400, learning_starts=100, size=2_000, snapshot_every=100,
-            snapshot_episodes=2, reference_episodes=10)
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data-cache")
-    for kind in DATASET_KINDS:
-        make_dataset(f"pendulum-{kind}", budget=TINY, cache_dir=root, progress=False)
-    return root
-
-
-PENDULUM = DATASET_ENVS["pendulum"]
-
-
-def entry(cache, kind):
-    """The index entry of the fixture's ``kind`` dataset."""
-    ds_id = dataset_id(PENDULUM, kind, 0, make_budget(PENDULUM, TINY))
-    (found,) = [e for e in list_datasets(cache) if e["id"] == ds_id]
-    return found
-
-
-def load(cache, kind):
-    return resolve_dataset(entry(cache, kind)["id"], cache_dir=cache)
-
-
-def test_every_kind_is_cached_and_indexed(cache):
-    entries = [entry(cache, kind) for kind in DATASET_KINDS]
-    for e in entries:
-        assert e["env_id"] == "Pendulum-v1" and e["seed"] == 0 and e["budget"] == TINY
-        ds = resolve_dataset(e["id"], cache_dir=cache)
-        assert ds.content_hash() == e["content_hash"] and len(ds) == e["transitions"]
-
-
-def test_same_name_seed_and_budget_give_the_same_hash(cache, tmp_path):
-    """A fresh cache retrains the agent and rolls out again: bit-identical."""
-    path = make_dataset("pendulum-medium", budget=TINY, cache_dir=tmp_path, progress=False)
-    assert resolve_dataset(str(path)).content_hash() == load(cache, "medium").content_hash()
-    (agent,) = [p for p in (tmp_path / "agents").iterdir() if p.is_dir()]
-    (cached,) = [p for p in (cache / "agents").iterdir() if p.is_dir()]
-    a, b = (json.loads((d / "agent.json").read_text()) for d in (agent, cached))
-    a.pop("train_time_s"), b.pop("train_time_s")
-    assert a == b
-
-
-def test_another_seed_gives_another_dataset(cache, tmp_path):
-    budget = {**TINY, "agent_steps": 200, "size": 400}
-    path = make_dataset("pendulum-random", seed=1, budget=budget, cache_dir=tmp_path,
-                        progress=False)
-    assert "-s1-" in path.name
-    other = resolve_dataset(str(path))
-    assert not np.array_equal(other.observations[:400], load(cache, "random").observations[:400])
-
-
-def test_sizes_and_boundaries(cache):
-    for kind in DATASET_KINDS:
-        ds = load(cache, kind)
-        ds.validate(check_continuity=True)
-        assert ds.metadata["kind"] == kind and ds.metadata["env_id"] == "Pendulum-v1"
-        assert ds.terminations[-1] or ds.truncations[-1]  # the last episode is closed
-        if kind in ("random", "medium", "expert", "conservative"):
-            assert len(ds) == TINY["size"]
-            # Pendulum never terminates; its episodes are 200 steps, cut by the time limit.
-            assert not ds.terminations.any()
-            assert (np.diff(ds.episodes(), axis=1) == 200).all()
-        assert ds.observations.dtype == np.float32 and ds.actions.dtype == np.float32
-        assert (np.abs(ds.actions) <= 2.0).all()  # Pendulum's torque bounds
-
-
-def test_reference_scores_are_stored_with_every_kind(cache):
-    refs = [load(cache, kind).metadata["reference_scores"] for kind in DATASET_KINDS]
-    assert all(r == refs[0] for r in refs)
-    assert set(refs[0]) == {"random", "expert"}
-    assert all(isinstance(v, float) and np.isfinite(v) for v in refs[0].values())
-    gen = load(cache, "medium").metadata["generator"]
-    assert gen["budget"] == TINY and gen["seed"] == 0
-    assert gen["reference_episodes"] == TINY["reference_episodes"]
-    assert gen["agent"]["algo"] == "sac" and gen["agent"]["expert_step"] == TINY["agent_steps"]
-    assert [s for s, _ in gen["agent"]["snapshot_returns"]] == [100, 200, 300, 400]
-
-
-def test_random_return_is_near_the_random_reference(cache):
-    ds = load(cache, "random")
-    ref = ds.metadata["reference_scores"]["random"]
-    # Both are means of 10 episodes of the same uniform policy (Pendulum: std ~ 300).
-    assert abs(ds.episode_returns().mean() - ref) < 0.3 * abs(ref)
-
-
-def test_medium_expert_is_medium_then_expert(cache):
-    me, m, e = (load(cache, k) for k in ("medium-expert", "medium", "expert"))
-    assert len(me) == len(m) + len(e)
-    for name in FIELDS:
-        np.testing.assert_array_equal(getattr(me, name),
-                                      np.concatenate([getattr(m, name), getattr(e, name)]))
-    assert me.num_episodes == m.num_episodes + e.num_episodes
-
-
-def test_medium_expert_without_cached_parts_is_the_same(cache, tmp_path):
-    """Built from scratch (no medium/expert in the cache) it rolls its parts out itself."""
-    for sub in ("agents",):
-        (tmp_path / sub).symlink_to(cache / sub)
-    path = make_dataset("pendulum-medium-expert", budget=TINY, cache_dir=tmp_path,
-                        progress=False)
-    assert resolve_dataset(str(path)).content_hash() == load(cache, "medium-expert").content_hash()
-
-
-def test_medium_replay_is_the_training_buffer_up_to_the_medium_snapshot(cache):
-    from rlworks.envs import make_vec
-
-    ds = load(cache, "medium-replay")
-    step = ds.metadata["generator"]["agent"]["medium_step"]
-    assert step in (100, 200, 300)  # never the final (expert) snapshot
-    # One env: `step` rows, minus one autoreset row after each finished 200-step episode.
-    assert len(ds) == step - step // 201
-    # The first transition starts at the training env's first reset (seeded by the run seed).
-    envs = make_vec("Pendulum-v1", 1, seed=0)
-    first_obs, _ = envs.reset()
-    envs.close()
-    np.testing.assert_array_equal(ds.observations[0], first_obs[0])
-    assert ds.truncations[-1]  # cut at the medium snapshot
-
-
-def test_medium_is_the_snapshot_closest_to_a_third(cache):
-    agent = load(cache, "medium").metadata["generator"]["agent"]
-    refs = load(cache, "medium").metadata["reference_scores"]
-    curve = [tuple(p) for p in agent["snapshot_returns"]]
-    assert curve[pick_medium(curve, refs["random"], refs["expert"])][0] == agent["medium_step"]
-    target = refs["random"] + (refs["expert"] - refs["random"]) / 3
-    assert agent["medium_target"] == pytest.approx(target)
+from rlworks.data.recipes import DATASET_ENVS, make_budget, parse_name, pick_medium
 
 
 def test_pick_medium_golden():
@@ -164,60 +39,6 @@ def test_pick_medium_golden():
     assert pick_medium(curve, -1200.0, -200.0) == 1
 
 
-def test_conservative_stays_near_the_deterministic_medium_policy(cache):
-    from rlworks.data.recipes import CONSERVATIVE_NOISE, Agent
-
-    ds = load(cache, "conservative")
-    (agent_dir,) = [p for p in (cache / "agents").iterdir() if p.is_dir()]
-    learner = Agent(agent_dir).policy("medium")
-    try:
-        mean = learner.act(np.array(ds.observations), deterministic=True)
-    finally:
-        learner.close()
-    residual = (ds.actions - mean)[np.abs(mean).max(1) < 1.5]  # away from the clipped bounds
-    # Noise std is CONSERVATIVE_NOISE of half the range (2.0 on Pendulum's [-2, 2]).
-    assert residual.std() == pytest.approx(CONSERVATIVE_NOISE * 2.0, rel=0.15)
-
-
-def test_cache_is_reused_and_force_rebuilds_identically(cache):
-    old = entry(cache, "random")
-    path = cache / old["file"]
-    before = path.stat()
-    again = make_dataset("pendulum-random", budget=TINY, cache_dir=cache, progress=False)
-    assert again == path and path.stat().st_mtime_ns == before.st_mtime_ns
-    rebuilt = make_dataset("pendulum-random", budget=TINY, cache_dir=cache, progress=False,
-                           force=True)
-    assert rebuilt == path and path.stat().st_ino != before.st_ino  # a new file, renamed in
-    assert resolve_dataset(str(path)).content_hash() == old["content_hash"]
-    assert not [p for p in cache.iterdir() if ".tmp" in p.name or ".partial" in p.name]
-
-
-def test_failed_make_leaves_the_cached_file_and_index_untouched(cache, monkeypatch):
-    path = cache / entry(cache, "expert")["file"]
-    before, index = path.read_bytes(), (cache / "index.json").read_bytes()
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("simulated crash during the rollout")
-
-    monkeypatch.setattr(factory, "rollout", broken)
-    with pytest.raises(RuntimeError, match="simulated"):
-        make_dataset("pendulum-expert", budget=TINY, cache_dir=cache, progress=False,
-                     force=True)
-    with pytest.raises(UserError, match="snapshot_every"):  # bad input: refused up front
-        make_dataset("pendulum-expert", budget={**TINY, "snapshot_every": 10**6},
-                     cache_dir=cache, force=True)
-    assert path.read_bytes() == before and (cache / "index.json").read_bytes() == index
-    assert not [p for p in cache.iterdir() if ".tmp" in p.name or ".partial" in p.name]
-
-
-def test_npz_cache_format(cache):
-    path = make_dataset("pendulum-random", budget={**TINY, "size": 400}, cache_dir=cache,
-                        progress=False, format="npz")
-    assert path.suffix == ".npz"
-    ds = resolve_dataset(path.stem, cache_dir=cache)
-    np.testing.assert_array_equal(ds.observations, load(cache, "random").observations[:400])
-
-
 BAD_NAMES = {
     "hoper-medium": "did you mean 'hopper'",
     "hopper-medum": "did you mean 'medium'",
@@ -229,11 +50,9 @@ BAD_NAMES = {
 
 @pytest.mark.parametrize("name", sorted(BAD_NAMES))
 def test_bad_names_name_the_fix(name, tmp_path):
-    for call in (lambda: make_dataset(name, cache_dir=tmp_path),
-                 lambda: resolve_dataset(name, cache_dir=tmp_path)):
-        with pytest.raises(UserError, match=BAD_NAMES[name]) as err:
-            call()
-        assert "rlworks data" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(UserError, match=BAD_NAMES[name]) as err:
+        resolve_dataset(name, cache_dir=tmp_path)
+    assert "rlworks data" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "index.json").exists()
 
 
@@ -256,10 +75,6 @@ def test_budget_validation():
         make_budget(recipe, {"size": 0})
     with pytest.raises(UserError, match="learning_starts"):
         make_budget(recipe, {"agent_steps": 500})
-    with pytest.raises(UserError, match="seed"):
-        make_dataset("pendulum-random", seed=-1)
-    with pytest.raises(UserError, match="format"):
-        make_dataset("pendulum-random", format="csv")
 
 
 def test_default_budgets_fit_the_table():
@@ -269,10 +84,118 @@ def test_default_budgets_fit_the_table():
         assert b.agent_steps <= 200_000
 
 
-def test_import_and_bad_input_do_not_load_torch():
+def _tiny(seed: int = 0) -> Dataset:
+    """Two 3-step episodes of a made-up 2-d env, with the metadata the index reads."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(7, 2)).astype(np.float32)
+    keep = [0, 1, 2, 4, 5, 6]  # row 3 is the autoreset gap between the episodes
+    return Dataset(
+        observations=obs[keep], next_observations=obs[[1, 2, 3, 5, 6, 0]],
+        actions=rng.uniform(-1, 1, (6, 1)).astype(np.float32),
+        rewards=np.arange(6, dtype=np.float32),
+        terminations=np.array([0, 0, 1, 0, 0, 0], bool),
+        truncations=np.array([0, 0, 0, 0, 0, 1], bool),
+        metadata={"name": "pendulum-random", "env_id": "Pendulum-v1", "kind": "random",
+                  "reference_scores": {"random": 0.0, "expert": 10.0},
+                  "generator": {"seed": seed, "budget": {"size": 6}}},
+    ).validate()
+
+
+def test_store_dataset_indexes_with_the_callers_provenance(tmp_path):
+    ds = _tiny()
+    path = store_dataset(ds, tmp_path, "pendulum-random", "hdf5", {"git_rev": "abc123"})
+    assert path == tmp_path / "pendulum-random.hdf5" == cached_file(tmp_path, "pendulum-random")
+    (entry,) = list_datasets(tmp_path)
+    assert entry["git_rev"] == "abc123" and entry["content_hash"] == ds.content_hash()
+    assert (entry["id"], entry["kind"], entry["seed"], entry["transitions"],
+            entry["episodes"], entry["return_mean"]) == ("pendulum-random", "random", 0, 6, 2,
+                                                          7.5)
+    assert resolve_dataset("pendulum-random", cache_dir=tmp_path).content_hash() \
+        == ds.content_hash()
+    loaded = load_cached(tmp_path, "pendulum-random")
+    assert loaded is not None and loaded.content_hash() == ds.content_hash()
+    assert load_cached(tmp_path, "pendulum-expert") is None
+    # Rebuilt in the other format: the old file goes, the index points at the new one.
+    again = store_dataset(_tiny(1), tmp_path, "pendulum-random", "npz", {})
+    assert again.suffix == ".npz" and not path.exists()
+    (entry,) = list_datasets(tmp_path)
+    assert entry["file"] == again.name and "git_rev" not in entry
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name or ".partial" in p.name]
+    assert json.loads((tmp_path / "index.json").read_text())["version"] == 1
+
+
+def test_import_and_bad_input_do_not_load_torch(tmp_path):
     code = ("import sys\n"
-            "from rlworks.data.factory import make_dataset\n"
+            "from rlworks.data.factory import resolve_dataset, list_datasets\n"
             "from rlworks.core.errors import UserError\n"
-            "try:\n    make_dataset('hoper-medium')\nexcept UserError:\n    pass\n"
+            f"list_datasets({str(tmp_path)!r})\n"
+            "try:\n    resolve_dataset('hoper-medium')\nexcept UserError:\n    pass\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------------- layering
+UPPER = ("algos", "exec", "eval", "track", "cli")
+_UPPER_NAME = re.compile(rf"rlworks\.({'|'.join(UPPER)})(\.\w+)*(:\w+)?")
+
+
+def _imports_above_data(source: str, module: str) -> list[str]:
+    """``module``'s imports (anywhere: top level, inside functions, relative ones resolved,
+    ``importlib.import_module``/``__import__`` calls and lazy ``"pkg.mod:Class"`` strings)
+    that name a layer above ``data/``, as ``"line: name"``."""
+    found = []
+    package = module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [node.value.strip()]  # import_module("..."), registry "module:Class"
+        line = getattr(node, "lineno", 0)
+        found += [f"{line}: {n}" for n in names if _UPPER_NAME.fullmatch(n)]
+    return found
+
+
+def _data_modules() -> list[tuple[Path, str]]:
+    root = Path(rlworks.data.__file__).parent
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts[-1] = "_"  # a package's __init__: relative imports start at the package
+        out.append((path, ".".join(parts)))
+    return out
+
+
+def test_the_layering_check_catches_upward_imports():
+    bad = ("import rlworks.track.store\n"
+           "def f():\n    from rlworks.algos.online.sac import SAC\n"
+           "    from ...exec import train\n"
+           "    return importlib.import_module('rlworks.eval.evaluate')\n"
+           "REG = {'sac': 'rlworks.algos.online.sac:SAC'}\n"
+           "from rlworks.core.errors import UserError\n"
+           "from . import dataset\n")
+    found = _imports_above_data(bad, "rlworks.data.formats.x")
+    assert sorted(found) == sorted([
+        "1: rlworks.track.store", "3: rlworks.algos.online.sac",
+        "3: rlworks.algos.online.sac.SAC", "4: rlworks.exec", "4: rlworks.exec.train",
+        "5: rlworks.eval.evaluate", "6: rlworks.algos.online.sac:SAC"])
+    assert not _imports_above_data("from rlworks.data.recipes import Budget\n"
+                                   '"""Made by rlworks.exec.datasets."""\n', "rlworks.data.x")
+
+
+def test_data_imports_nothing_above_it():
+    """core < envs < data < nets < ... < algos < eval < track < exec < cli: no module of
+    rlworks/data/ may import algos, exec, eval, track or cli, not even inside a function."""
+    modules = _data_modules()
+    assert {"rlworks.data.factory", "rlworks.data.recipes"} <= {m for _, m in modules}
+    offenders = {str(path): found for path, module in modules
+                 if (found := _imports_above_data(path.read_text(), module))}
+    assert not offenders, f"data/ imports from a layer above it: {offenders}"
