@@ -33,8 +33,8 @@ def register(sub: Any, argv: Sequence[str]) -> None:
     from rlworks.core.registry import ALGORITHMS
 
     names = sorted(OFFLINE_ALGOS)
-    off = sub.add_parser("offline", help="offline RL: train BC, TD3+BC, IQL/RIQL, CQL, AWAC "
-                                         "on a dataset",
+    off = sub.add_parser("offline", help="offline RL: BC, TD3+BC, IQL/RIQL, CQL, AWAC on a "
+                                         "dataset; WSRL and fine-tuning online",
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     osub = off.add_subparsers(dest="offline_command", metavar="COMMAND")
     train = osub.add_parser(
@@ -170,13 +170,15 @@ def cmd_algos(args: argparse.Namespace) -> int:
     from rlworks.algos.offline import OFFLINE_ALGOS
     from rlworks.core.registry import ALGORITHMS
 
+    width = max(len(n) for n in OFFLINE_ALGOS)
     for name in sorted(OFFLINE_ALGOS):
         spec = ALGORITHMS.get(name)
         summary = spec.summary.removeprefix("(offline) ")
-        print(f"{name:6s} {summary}")
+        print(f"{name:{width}s}  {summary}")
         if spec.overrides:
-            print(f"{'':6s}   = {spec.config_class().__name__.removesuffix('Config').lower()} "
-                  "with " + ", ".join(f"{k}={v}" for k, v in spec.overrides))
+            base = spec.config_class().__name__.removesuffix("Config").lower()
+            print(f"{'':{width}s}    = {base} with "
+                  + ", ".join(f"{k}={v}" for k, v in spec.overrides))
     return 0
 
 

@@ -164,7 +164,7 @@ def test_offline_algos_lists_the_preset(tmp_path, capsys):
     code, out, _ = run(capsys, tmp_path, "offline", "algos")
     assert code == 0
     names = [line.split()[0] for line in out.splitlines() if not line.startswith(" ")]
-    assert names == ["awac", "bc", "cql", "iql", "riql", "td3bc"]
+    assert names == ["awac", "bc", "cql", "finetune", "iql", "riql", "td3bc", "wsrl"]
     assert "q_loss=huber" in out and "q_aggregation=quantile" in out
 
 
