@@ -87,8 +87,12 @@ def resolve_dataset(name_or_path: str, cache_dir: str | os.PathLike[str] | None 
             raise
         key = f"{recipe.name}-{kind}"
     if key not in entries or not (root / entries[key]["file"]).is_file():
-        raise UserError(f"dataset '{text}' is not built in the cache '{root}'; build it with "
-                        f"`rlworks data make {key}` (or pass --cache-dir / set ${CACHE_ENV})")
+        # builds of the same env and kind with another seed or budget have their own ids
+        others = sorted(i for i in entries if i.startswith(f"{key}-s"))
+        hint = f"; the cache holds {', '.join(others[:3])}" if others else ""
+        raise UserError(f"dataset '{text}' is not built in the cache '{root}'{hint}; build it "
+                        f"with `rlworks data make {key}` (or pass --cache-dir / set "
+                        f"${CACHE_ENV})")
     return load_dataset(root / entries[key]["file"])
 
 

@@ -199,3 +199,12 @@ def test_data_imports_nothing_above_it():
     offenders = {str(path): found for path, module in modules
                  if (found := _imports_above_data(path.read_text(), module))}
     assert not offenders, f"data/ imports from a layer above it: {offenders}"
+
+
+def test_unbuilt_default_name_points_at_builds_with_another_budget(tmp_path):
+    store_dataset(_tiny(), tmp_path, "pendulum-random-s0-b1234abcd", "npz", {})
+    with pytest.raises(UserError, match="the cache holds pendulum-random-s0-b1234abcd; build"):
+        resolve_dataset("pendulum-random", cache_dir=tmp_path)
+    with pytest.raises(UserError) as err:  # another kind: no such hint
+        resolve_dataset("pendulum-medium", cache_dir=tmp_path)
+    assert "the cache holds" not in str(err.value)
