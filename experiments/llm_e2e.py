@@ -93,6 +93,12 @@ def main() -> int:
     ap.add_argument("--report", default=str(ROOT / "docs" / "llm" / "results.md"))
     ap.add_argument("--plot", default=str(ROOT / "docs" / "llm" / "img" / "e2e_curves"))
     ap.add_argument(
+        "--section",
+        default=None,
+        help="name of the marked section of --report that the table replaces (default 'e2e', "
+        "or 'curricula' with --curriculum; another name keeps an earlier table beside it)",
+    )
+    ap.add_argument(
         "--curriculum",
         action="store_true",
         help="report samples to reach GRPO's final training reward instead "
@@ -107,6 +113,7 @@ def main() -> int:
         help="extra `rlworks llm train` flags for every run",
     )
     args = ap.parse_args()
+    args.section = args.section or ("curricula" if args.curriculum else "e2e")
 
     from rlworks.track.store import RunStore
 
@@ -201,7 +208,7 @@ def report_curriculum(store, done, methods, args) -> None:
         )
     text = "\n".join(lines)
     print(text)
-    write_section(Path(args.report), "curricula", text)
+    write_section(Path(args.report), args.section, text)
 
 
 def write_section(out: Path, name: str, text: str) -> None:
@@ -293,7 +300,7 @@ def report(store, done, methods, args) -> None:
     lines += ["", f"![curves](img/{Path(args.plot).name}.png)", ""]
     text = "\n".join(lines)
     print(text)
-    write_section(Path(args.report), "e2e", text)
+    write_section(Path(args.report), args.section, text)
     print(json.dumps({"report": args.report}))
 
 

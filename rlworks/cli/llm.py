@@ -154,7 +154,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _config(cls: type, base: dict[str, Any], args: argparse.Namespace) -> Any:
     from rlworks.core.config import config_from_dict, load_config_file
 
-    cfg = config_from_dict(cls, base, source="preset")
+    cfg: Any = config_from_dict(cls, base, source="preset")
     if args.config:
         cfg = config_from_dict(cls, load_config_file(args.config), source=args.config, base=cfg)
     return config_from_dict(cls, _overrides(args), source="command line", base=cfg)

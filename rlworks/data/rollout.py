@@ -8,7 +8,7 @@ but flagged ``valid = False`` so no loss ever sees them.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -58,8 +58,9 @@ class RolloutBuffer:
 
     def numpy(self) -> RolloutArrays:
         """Zero-copy numpy views of the storage, for writing a rollout step by step."""
-        return RolloutArrays(**{f: None if getattr(self, f) is None else getattr(self, f).numpy()
-                                for f in RolloutArrays._fields})
+        views: dict[str, Any] = {f: None if getattr(self, f) is None else getattr(self, f).numpy()
+                                 for f in RolloutArrays._fields}
+        return RolloutArrays(**views)
 
     def flatten(self, advantages: torch.Tensor, returns: torch.Tensor) -> RolloutBatch:
         """Keep the valid rows of the rollout, flattened over (T, N)."""

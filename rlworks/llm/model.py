@@ -67,7 +67,7 @@ def hf_config(cfg: TinyLMConfig, tokenizer: Any) -> Any:
         num_key_value_heads=cfg.num_kv_heads,
         max_position_embeddings=cfg.max_positions,
         tie_word_embeddings=cfg.tie_embeddings,
-        rope_theta=cfg.rope_theta,
+        rope_theta=cfg.rope_theta,  # type: ignore[call-arg]  # taken by its **kwargs
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -159,7 +159,7 @@ def load_policy(path: str | Path, device: str = "cpu", dtype: Any = None) -> tup
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
+        model: Any = AutoModelForCausalLM.from_pretrained(
             path, local_files_only=True, dtype=dtype or "auto"
         )
     except (OSError, ValueError) as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -63,7 +63,9 @@ class StackedMLP(nn.Module):
         super().__init__()
         self.out_dims = tuple(out_dims)
         self.act = {"tanh": torch.tanh, "relu": torch.relu}[activation]
-        self.np_act = {"tanh": np.tanh, "relu": lambda h: np.maximum(h, 0.0)}[activation]
+        acts: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+            "tanh": np.tanh, "relu": lambda h: np.maximum(h, 0.0)}
+        self.np_act = acts[activation]
         sizes = [in_dim, *hidden_sizes, max(out_dims)]
         k = len(out_dims)
         self.weights = nn.ParameterList()

@@ -60,7 +60,7 @@ def add_lora(model: Any, rank: int, alpha: float) -> Any:
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     config = LoraConfig(
         r=rank,
-        lora_alpha=alpha,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # peft scales by alpha / r in floats
         lora_dropout=0.0,
         target_modules=targets,
         bias="none",

@@ -98,16 +98,17 @@ class GRPOLearner:
         self.gen = torch_generator(cfg.seed, "llm-rl-sampling")
         # The registry turns names into functions once, here; the loop never branches on them.
         self.kl_estimator = KL_ESTIMATORS.get(cfg.kl_estimator)
-        self.aggregate = LOSS_AGGREGATIONS.get(cfg.aggregation)
+        agg: Any = LOSS_AGGREGATIONS.get(cfg.aggregation)
+        self.aggregate = agg
         if cfg.aggregation == "constant_sum":
-            agg = self.aggregate
             self.aggregate = lambda x, m: agg(x, m, cfg.max_new_tokens)
         self.surrogate = SURROGATES.get(cfg.surrogate)
         self.baseline = (
             RunningBaseline(cfg.baseline_momentum) if cfg.advantage == "reinforce" else None
         )
         self._estimator = self._pick_estimator(ADVANTAGES)
-        self.critic = self.critic_optimizer = None
+        self.critic: Any = None
+        self.critic_optimizer: Any = None
         if cfg.advantage == "gae":
             from rlworks.llm.model import build_value_model
 
@@ -126,7 +127,7 @@ class GRPOLearner:
             else None
         )
         band = cfg.band or ((1e-9, 1 - 1e-9) if cfg.dynamic_sampling else None)
-        self.batcher = (
+        self.batcher: FilteredBatcher | None = (
             FilteredBatcher(cfg.prompts_per_step, DifficultyFilter(*band)) if band else None
         )
         self.global_step = 0  # RL steps done
@@ -139,7 +140,9 @@ class GRPOLearner:
             fn = registry.get("remax")
             return lambda r, b: fn(r, self._greedy_rewards(b["problems"]))
         if cfg.advantage == "reinforce":
-            return lambda r, b: self.baseline(r)
+            baseline = self.baseline
+            assert baseline is not None
+            return lambda r, b: baseline(r)
         if cfg.advantage == "rejection":  # Expert Iteration: imitate the correct samples
             return lambda r, b: torch.nan_to_num((r >= cfg.accept_threshold).float() * (r == r))
         if cfg.advantage == "gae":
@@ -367,8 +370,14 @@ class GRPOLearner:
     def _old_logprobs(self, batch: dict[str, Any]) -> torch.Tensor:
         from rlworks.llm.generate import sequence_logprobs
 
-        keys = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
-        return sequence_logprobs(self.model, *(batch[k] for k in keys), self.loss_temperature)
+        return sequence_logprobs(
+            self.model,
+            batch["prompt_ids"],
+            batch["prompt_mask"],
+            batch["completion_ids"],
+            batch["completion_mask"],
+            self.loss_temperature,
+        )
 
     @torch.no_grad()
     def _ref_logprobs(self, batch: dict[str, Any]) -> torch.Tensor:

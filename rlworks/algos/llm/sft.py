@@ -76,7 +76,8 @@ def cosine_lr(step: int, total: int, lr: float, warmup: int, min_ratio: float) -
 
 def make_optimizer(model: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW with decay on matrices only (norm weights and biases are not decayed)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
