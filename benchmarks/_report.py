@@ -46,14 +46,11 @@ def git_rev() -> str:
         return "unknown"
 
 
-def write_section(name: str, title: str, body: str) -> None:
-    """Replace (or append) section ``name`` of docs/benchmarks.md."""
-    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    block = (
-        f"<!-- BEGIN {name} -->\n## {title}\n\n*{stamp}; {machine()}; rlworks {git_rev()}.*\n\n"
-        f"{body.strip()}\n<!-- END {name} -->"
-    )
-    text = DOC.read_text() if DOC.exists() else HEADER
+def replace_marked(path: Path, name: str, block_body: str, head: str) -> None:
+    """Replace the part of ``path`` between ``<!-- BEGIN name -->`` and ``<!-- END name -->``
+    with ``block_body`` (or append it, starting a new file with ``head``)."""
+    block = f"<!-- BEGIN {name} -->\n{block_body.strip()}\n<!-- END {name} -->"
+    text = path.read_text() if path.exists() else head
     pattern = re.compile(
         rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S
     )
@@ -62,5 +59,16 @@ def write_section(name: str, title: str, body: str) -> None:
         if pattern.search(text)
         else text.rstrip() + "\n\n" + block + "\n"
     )
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def write_section(name: str, title: str, body: str) -> None:
+    """Replace (or append) section ``name`` of docs/benchmarks.md."""
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    replace_marked(
+        DOC,
+        name,
+        f"## {title}\n\n*{stamp}; {machine()}; rlworks {git_rev()}.*\n\n{body.strip()}",
+        HEADER,
+    )

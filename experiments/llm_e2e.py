@@ -212,15 +212,9 @@ def report_curriculum(store, done, methods, args) -> None:
 
 
 def write_section(out: Path, name: str, text: str) -> None:
-    old = out.read_text() if out.exists() else "# LLM post-training results\n\n"
-    marker_a, marker_b = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    block = f"{marker_a}\n{text}\n{marker_b}"
-    if marker_a in old:
-        head, rest = old.split(marker_a, 1)
-        new = head + block + rest.split(marker_b, 1)[1]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    out.write_text(new)
+    from _report import replace_marked
+
+    replace_marked(out, name, text, "# LLM post-training results\n\n")
 
 
 def report(store, done, methods, args) -> None:

@@ -1,0 +1,421 @@
+"""The offline core's claims, each a grid of tracked `rlworks offline train` runs and a report.
+
+    python experiments/offline_claims.py medium --datasets pendulum-medium,idp-medium,NAME
+    python experiments/offline_claims.py riql --datasets pendulum-medium
+    python experiments/offline_claims.py reweight --low pendulum-random --high pendulum-expert
+    python experiments/offline_claims.py wsrl --datasets pendulum-medium
+
+* ``medium``: BC, TD3+BC and IQL on the medium datasets: do IQL and TD3+BC beat BC?
+* ``riql``: IQL vs RIQL under RIQL-style random dynamics corruption (``--corrupt``).
+* ``reweight``: a mixed dataset (every episode of ``--low`` plus whole ``--high`` episodes,
+  ``--fraction`` of the result's episodes) trained with uniform vs return-weighted sampling.
+* ``wsrl``: one CQL agent per seed pretrained on the dataset, then fine-tuned online from the
+  same checkpoint twice, by WSRL (no offline data, warm-up) and by fine-tuning with the offline
+  data retained, for the same number of online steps.
+
+Every run is a tracked run in the store under one experiment name per claim; finished runs
+are found again by (algo, dataset, corruption, weighting, seed), so after a kill the same
+command continues where it stopped. The score of a run is the D4RL-style normalised score of
+its final deterministic evaluation (``eval_normalised_score``). The report gives, per cell,
+the IQM over seeds with a 95% percentile-bootstrap CI, and P(X > Y) against the baseline with
+its CI; it is written with date, machine and commands into ``docs/offline/results.md``.
+Nothing here is tuned on the seeds it reports: every setting is a default of the algorithm
+or a budget chosen before the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+@dataclass
+class Job:
+    """One run of a claim: its identity in the store and the command that makes it."""
+
+    algo: str
+    dataset: str
+    seed: int
+    corrupt: str = ""
+    reweight: str = ""
+    label: str = ""
+    """The column this run reports under (the algorithm, or algorithm + variant)."""
+    flags: list[str] = field(default_factory=list)
+    init: str = ""
+    """(wsrl, finetune) run id of the pretrained agent."""
+
+    def key(self) -> tuple[Any, ...]:
+        return (self.algo, self.dataset, self.corrupt, self.reweight, self.seed, self.init)
+
+
+def run_key(record: Any) -> tuple[Any, ...]:
+    c = record.config
+    init = ""
+    if c.get("init_checkpoint"):  # .../runs/<run_id>/checkpoints/step_N.json
+        parts = Path(c["init_checkpoint"]).parts
+        init = parts[parts.index("checkpoints") - 1] if "checkpoints" in parts else ""
+    return (record.algo, c.get("dataset", ""), c.get("corrupt", ""), c.get("reweight", ""),
+            record.seed, init)
+
+
+def finished(store: Any, experiment: str) -> dict[tuple[Any, ...], Any]:
+    return {run_key(r): r for r in store.list_runs()
+            if r.experiment == experiment and r.status == "finished"}
+
+
+def command(job: Job, args: argparse.Namespace, experiment: str) -> list[str]:
+    cmd = [sys.executable, "-m", "rlworks.cli.main", "--store", args.store, "offline", "train",
+           job.algo, "--experiment", experiment, "--seed", str(job.seed), "--no-progress",
+           "--torch-threads", "1"]
+    if job.init:
+        cmd += ["--init", job.init]
+    else:
+        cmd += ["--dataset", job.dataset]
+    if job.corrupt:
+        cmd += ["--corrupt", job.corrupt]
+    if job.reweight:
+        cmd += ["--reweight", job.reweight]
+    return cmd + job.flags
+
+
+def launch(jobs: list[Job], args: argparse.Namespace, experiment: str) -> None:
+    """Run the jobs not yet finished in the store, ``args.workers`` at a time, one thread each."""
+    from rlworks.track.store import RunStore
+
+    store = RunStore(args.store)
+    done = finished(store, experiment)
+    pending = [j for j in jobs if j.key() not in done]
+    print(f"{experiment}: {len(jobs) - len(pending)} of {len(jobs)} runs already finished",
+          flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RLWORKS_QUIET": "1"}
+    running: list[tuple[subprocess.Popen[bytes], Job, float]] = []
+    failed = 0
+    while pending or running:
+        while pending and len(running) < args.workers:
+            job = pending.pop(0)
+            cmd = command(job, args, experiment)
+            print("start:", " ".join(cmd[5:]), flush=True)
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+            running.append((proc, job, time.time()))
+        for item in list(running):
+            proc, job, t0 = item
+            if proc.poll() is not None:
+                running.remove(item)
+                ok = proc.returncode == 0
+                failed += not ok
+                print(f"{'done' if ok else f'FAILED rc={proc.returncode}'} "
+                      f"({time.time() - t0:.0f}s): {job.label} {job.dataset} seed {job.seed}",
+                      flush=True)
+        time.sleep(1)
+    if failed:
+        raise SystemExit(f"{failed} runs failed; rerun the same command to retry them")
+
+
+def iqm_ci(values: np.ndarray, stream: str) -> tuple[float, float, float]:
+    from rlworks.core.seeding import make_rng
+    from rlworks.eval.bootstrap import get_interval_estimates
+    from rlworks.eval.stats import aggregate_iqm
+
+    points, cis = get_interval_estimates({"x": values.reshape(-1, 1)}, aggregate_iqm,
+                                         reps=20_000, rng=make_rng(0, stream))
+    return float(points["x"]), float(cis["x"][0]), float(cis["x"][1])
+
+
+def p_improve(x: np.ndarray, y: np.ndarray, stream: str) -> tuple[float, float, float]:
+    """P(X > Y) (ties count half) with a 95% bootstrap CI, resampling seeds of each side."""
+    from rlworks.core.seeding import make_rng
+    from rlworks.eval.bootstrap import get_interval_estimates
+    from rlworks.eval.stats import probability_of_improvement
+
+    pair = {"x,y": (x.reshape(-1, 1), y.reshape(-1, 1))}
+    points, cis = get_interval_estimates(pair, probability_of_improvement, reps=20_000,
+                                         rng=make_rng(0, stream))
+    return float(points["x,y"]), float(cis["x,y"][0]), float(cis["x,y"][1])
+
+
+def scores(store: Any, experiment: str, jobs: list[Job]) -> dict[str, np.ndarray]:
+    """Final normalised scores by label, in seed order (only finished runs)."""
+    done = finished(store, experiment)
+    out: dict[str, list[float]] = {}
+    for job in jobs:
+        rec = done.get(job.key())
+        if rec is not None:
+            out.setdefault(job.label, []).append(float(rec.summary["eval_normalised_score"]))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def fmt(ci: tuple[float, float, float], signed: bool = False) -> str:
+    s = "+" if signed else ""
+    return f"{ci[0]:{s}.1f} [{ci[1]:{s}.1f}, {ci[2]:{s}.1f}]"
+
+
+def table(by_label: dict[str, np.ndarray], baseline: str, stream: str) -> list[str]:
+    lines = ["| method | seeds | per-seed scores | IQM [95% CI] "
+             f"| P(method > {baseline}) [95% CI] |",
+             "|---|---|---|---|---|"]
+    for label, vals in by_label.items():
+        per_seed = ", ".join(f"{v:.1f}" for v in vals)
+        if label == baseline or baseline not in by_label:
+            p = "-"
+        else:
+            pi = p_improve(vals, by_label[baseline], f"{stream}-{label}")
+            p = f"{pi[0]:.2f} [{pi[1]:.2f}, {pi[2]:.2f}]"
+        lines.append(f"| {label} | {len(vals)} | {per_seed} | "
+                     f"{fmt(iqm_ci(vals, f'{stream}-{label}'))} | {p} |")
+    return lines
+
+
+def header(args: argparse.Namespace, title: str, what: str) -> list[str]:
+    from _report import machine
+
+    argv = " ".join(sys.argv[1:])
+    return [f"## {title} ({dt.date.today().isoformat()})", "",
+            f"Machine: {machine()}. Command: `python experiments/offline_claims.py {argv}`.",
+            what, ""]
+
+
+def write_section(name: str, text: str, args: argparse.Namespace) -> None:
+    from _report import replace_marked
+
+    replace_marked(Path(args.report), name, text, "# Offline RL results\n")
+    print(text, flush=True)
+
+
+def grouped(store: Any, exp: str, jobs: list[Job], group: Any, baseline: Any,
+            stream: str) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
+    """Scores and a markdown table per group of jobs (``group(job)`` names it; ``baseline(g)``
+    is the label the group's P(X > Y) compares with)."""
+    panels, lines = {}, []
+    for g in dict.fromkeys(group(j) for j in jobs):
+        by = scores(store, exp, [j for j in jobs if group(j) == g])
+        panels[g] = by
+        lines += [f"**{g}**", "", *table(by, baseline(g), f"{stream}-{g}"), ""]
+    return panels, lines
+
+
+def plot(panels: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> str:
+    """Interval estimates of the IQM, one panel per dataset; returns the markdown image line."""
+    from rlworks.core.seeding import make_rng
+    from rlworks.eval.bootstrap import get_interval_estimates
+    from rlworks.eval.statplots import _pyplot, algorithm_colors
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.6 + 0.5 * max(
+        len(p) for p in panels.values())), squeeze=False)
+    for ax, (name, by_label) in zip(axes[0], panels.items(), strict=True):
+        from rlworks.eval.stats import aggregate_iqm
+
+        data = {k: v.reshape(-1, 1) for k, v in by_label.items()}
+        pts, cis = get_interval_estimates(data, aggregate_iqm, reps=20_000,
+                                          rng=make_rng(0, f"plot-{name}"))
+        colors = algorithm_colors(by_label)
+        for i, label in enumerate(by_label):
+            lo, hi = cis[label]
+            ax.barh(i, hi - lo, left=lo, height=0.6, color=colors[label], alpha=0.75)
+            ax.vlines(pts[label], i - 0.3, i + 0.3, color="k", lw=1.5)
+            ax.plot(by_label[label], np.full(len(by_label[label]), i), "k.", ms=3, alpha=0.6)
+        ax.set_yticks(range(len(by_label)), list(by_label))
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("normalised score (IQM, 95% CI; dots: seeds)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path.with_suffix(".png"), dpi=120)
+    fig.savefig(path.with_suffix(".svg"))
+    plt.close(fig)
+    return f"![{path.stem}](img/{path.stem}.png)"
+
+
+def steps_flags(args: argparse.Namespace) -> list[str]:
+    return ["--total-steps", str(args.steps), "--eval-episodes", str(args.eval_episodes)]
+
+
+def claim_medium(args: argparse.Namespace) -> None:
+    exp = f"{args.prefix}-medium"
+    datasets = args.datasets.split(",")
+    algos = args.algos.split(",")
+    jobs = [Job(a, d, s, label=a, flags=steps_flags(args))
+            for d in datasets for s in range(args.seeds) for a in algos]
+    launch(jobs, args, exp)
+    from rlworks.track.store import RunStore
+
+    store = RunStore(args.store)
+    lines = header(args, "IQL and TD3+BC against BC on the medium datasets",
+                   f"{args.steps:,} gradient steps per run (batch 256, [256, 256] networks, each "
+                   f"algorithm's defaults), final deterministic evaluation over "
+                   f"{args.eval_episodes} episodes, {args.seeds} seeds per cell. Scores are "
+                   "D4RL-style normalised scores of this project's datasets (not comparable with "
+                   "published D4RL tables).")
+    panels, tables = grouped(store, exp, jobs, lambda j: j.dataset, lambda g: "bc", "medium")
+    lines += tables
+    lines.append(plot(panels, Path(args.img) / "offline_medium", "Medium datasets: final "
+                      "normalised score"))
+    write_section("medium", "\n".join(lines), args)
+
+
+def claim_riql(args: argparse.Namespace) -> None:
+    exp = f"{args.prefix}-riql"
+    jobs = []
+    for d in args.datasets.split(","):
+        for s in range(args.seeds):
+            for a in ("iql", "riql"):
+                jobs.append(Job(a, d, s, corrupt=args.corrupt, label=a, flags=steps_flags(args)))
+                if args.clean:
+                    jobs.append(Job(a, d, s, label=f"{a} (clean data)", flags=steps_flags(args)))
+    launch(jobs, args, exp)
+    from rlworks.track.store import RunStore
+
+    store = RunStore(args.store)
+    lines = header(args, f"RIQL vs IQL under corruption `{args.corrupt}`",
+                   f"Corruption `{args.corrupt}` (KIND:RATE:SCALE, RIQL's random corruption; each "
+                   f"run corrupts with its own seed), {args.steps:,} gradient steps, "
+                   f"{args.seeds} seeds, each preset's defaults.")
+    panels, tables = grouped(store, exp, jobs, lambda j: j.dataset, lambda g: "iql", "riql")
+    lines += tables
+    lines.append(plot(panels, Path(args.img) / "offline_riql", f"RIQL vs IQL, {args.corrupt}"))
+    write_section("riql", "\n".join(lines), args)
+
+
+def mixed_dataset(args: argparse.Namespace) -> str:
+    """Make (once) the mixed dataset file and return its path."""
+    from rlworks.data.factory import resolve_dataset
+    from rlworks.data.formats import save_dataset
+    from rlworks.data.transforms import mix_datasets
+
+    out = Path(args.data_dir) / (f"mixed-{args.low}-{args.high}-{args.fraction}.hdf5")
+    if not out.exists():
+        low, high = resolve_dataset(args.low), resolve_dataset(args.high)
+        ds = mix_datasets(low, high, args.fraction, seed=0)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_dataset(ds, out)
+        print(f"mixed dataset: {out} ({ds.num_episodes} episodes, "
+              f"{int(ds.infos['from_high'].sum())} transitions from {args.high})", flush=True)
+    return str(out)
+
+
+def claim_reweight(args: argparse.Namespace) -> None:
+    exp = f"{args.prefix}-reweight"
+    path = mixed_dataset(args)
+    jobs = []
+    for s in range(args.seeds):
+        for a in args.algos.split(","):
+            jobs.append(Job(a, path, s, label=f"{a} uniform", flags=steps_flags(args)))
+            jobs.append(Job(a, path, s, reweight=args.weighting, label=f"{a} {args.weighting}",
+                            flags=steps_flags(args)))
+    launch(jobs, args, exp)
+    from rlworks.track.store import RunStore
+
+    store = RunStore(args.store)
+    lines = header(args, "Return-weighted sampling on a mixed dataset",
+                   f"Dataset: every episode of `{args.low}` plus whole `{args.high}` episodes, "
+                   f"{args.fraction:.0%} of the episodes (`mix_datasets`, seed 0). Uniform vs "
+                   f"`{args.weighting}` sampling, {args.steps:,} gradient steps, {args.seeds} "
+                   "seeds, each algorithm's defaults.")
+    panels, tables = grouped(store, exp, jobs, lambda j: j.algo, lambda g: f"{g} uniform",
+                             "reweight")
+    lines += tables
+    lines.append(plot(panels, Path(args.img) / "offline_reweight", "Mixed dataset: uniform "
+                      "vs return-weighted sampling"))
+    write_section("reweight", "\n".join(lines), args)
+
+
+def claim_wsrl(args: argparse.Namespace) -> None:
+    from rlworks.track.store import RunStore
+
+    exp = f"{args.prefix}-wsrl"
+    d = args.datasets.split(",")[0]
+    pre = [Job("cql", d, s, label="cql", flags=["--total-steps", str(args.steps),
+                                               "--checkpoint-every", str(args.steps)])
+           for s in range(args.seeds)]
+    launch(pre, args, exp)
+    store = RunStore(args.store)
+    done = finished(store, exp)
+    online = ["--total-steps", str(args.online_steps), "--eval-every", str(args.eval_every),
+              "--eval-episodes", str(args.eval_episodes)]
+    jobs = []
+    for p in pre:
+        init = done[p.key()].run_id
+        for algo in ("wsrl", "finetune"):
+            jobs.append(Job(algo, d, p.seed, init=init, label=algo, flags=online))
+    launch(jobs, args, exp)
+    store = RunStore(args.store)
+    by = scores(store, exp, jobs)
+    pre_scores = scores(store, exp, pre)
+    lines = header(args, "WSRL vs fine-tuning with retained offline data",
+                   f"Per seed, one CQL agent pretrained on `{d}` for {args.steps:,} gradient "
+                   f"steps (its final score is the first row), then fine-tuned online from that "
+                   f"same checkpoint for {args.online_steps:,} env steps by WSRL (warm-up, no "
+                   "offline data) and by fine-tuning with the offline data retained (no warm-up), "
+                   "each with the authors' defaults otherwise.")
+    lines += table({"cql (offline, start)": pre_scores["cql"], **by}, "finetune", "wsrl")
+    lines.append("")
+    lines.append(curves(store, exp, jobs, Path(args.img) / "offline_wsrl"))
+    write_section("wsrl", "\n".join(lines), args)
+
+
+def curves(store: Any, exp: str, jobs: list[Job], path: Path) -> str:
+    """IQM of eval/normalised_score against online steps, with 95% bootstrap bands."""
+    from rlworks.core.seeding import make_rng
+    from rlworks.eval.statplots import plot_learning_curves
+    from rlworks.eval.stats import aggregate_iqm, sample_efficiency_curve
+
+    done = finished(store, exp)
+    panel = {}
+    for label in dict.fromkeys(j.label for j in jobs):
+        runs = [done[j.key()] for j in jobs if j.label == label and j.key() in done]
+        series = [store.metrics(r.run_id, ["eval/normalised_score"])["eval/normalised_score"]
+                  for r in runs]
+        steps = np.array(series[0][0])
+        vals = np.array([s[1][: len(steps)] for s in series])  # (seeds, points)
+        pts, cis = sample_efficiency_curve({"x": vals[:, None, :]}, aggregate_iqm,
+                                           rng=make_rng(0, f"curve-{label}"), reps=5_000)
+        panel[label] = (steps, pts["x"], cis["x"])
+    plot_learning_curves({"online fine-tuning": panel}, path, ylabel="normalised score (IQM)",
+                         xlabel="online env steps", title="WSRL vs retained-data fine-tuning")
+    return f"![{path.stem}](img/{path.stem}.png)"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("claim", choices=["medium", "riql", "reweight", "wsrl"])
+    ap.add_argument("--datasets", default="pendulum-medium")
+    ap.add_argument("--algos", default="bc,td3bc,iql")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=10_000, help="gradient steps per offline run")
+    ap.add_argument("--eval-episodes", type=int, default=10)
+    ap.add_argument("--corrupt", default="dynamics:0.3:1.0")
+    ap.add_argument("--clean", action="store_true", help="(riql) also run both on clean data")
+    ap.add_argument("--low", default="pendulum-random")
+    ap.add_argument("--high", default="pendulum-expert")
+    ap.add_argument("--fraction", type=float, default=0.1)
+    ap.add_argument("--weighting", default="return:0.1")
+    ap.add_argument("--online-steps", type=int, default=10_000)
+    ap.add_argument("--eval-every", type=int, default=1_000)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--prefix", default="offline")
+    ap.add_argument("--store", default=str(ROOT / "rlworks-runs"))
+    ap.add_argument("--data-dir", default=str(ROOT / "rlworks-data" / "mixed"))
+    ap.add_argument("--report", default=str(ROOT / "docs" / "offline" / "results.md"))
+    ap.add_argument("--img", default=str(ROOT / "docs" / "offline" / "img"))
+    args = ap.parse_args()
+    {"medium": claim_medium, "riql": claim_riql, "reweight": claim_reweight,
+     "wsrl": claim_wsrl}[args.claim](args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
