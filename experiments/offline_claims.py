@@ -348,8 +348,9 @@ def claim_wsrl(args: argparse.Namespace) -> None:
     jobs = []
     for p in pre:
         init = done[p.key()].run_id
-        for algo in ("wsrl", "finetune"):
-            jobs.append(Job(algo, d, p.seed, init=init, label=algo, flags=online))
+        jobs.append(Job("wsrl", d, p.seed, init=init, label="wsrl",
+                        flags=[*online, "--warmup-steps", str(args.warmup)]))
+        jobs.append(Job("finetune", d, p.seed, init=init, label="finetune", flags=online))
     launch(jobs, args, exp)
     store = RunStore(args.store)
     by = scores(store, exp, jobs)
@@ -357,9 +358,10 @@ def claim_wsrl(args: argparse.Namespace) -> None:
     lines = header(args, "WSRL vs fine-tuning with retained offline data",
                    f"Per seed, one CQL agent pretrained on `{d}` for {args.steps:,} gradient "
                    f"steps (its final score is the first row), then fine-tuned online from that "
-                   f"same checkpoint for {args.online_steps:,} env steps by WSRL (warm-up, no "
-                   "offline data) and by fine-tuning with the offline data retained (no warm-up), "
-                   "each with the authors' defaults otherwise.")
+                   f"same checkpoint for {args.online_steps:,} env steps by WSRL ("
+                   f"{args.warmup:,} warm-up steps, no offline data) and by fine-tuning with "
+                   "the offline data retained (no warm-up), each with the authors' defaults "
+                   "otherwise.")
     lines += table({"cql (offline, start)": pre_scores["cql"], **by}, "finetune", "wsrl")
     lines.append("")
     lines.append(curves(store, exp, jobs, Path(args.img) / "offline_wsrl"))
@@ -405,6 +407,9 @@ def main() -> int:
     ap.add_argument("--weighting", default="return:0.1")
     ap.add_argument("--online-steps", type=int, default=10_000)
     ap.add_argument("--eval-every", type=int, default=1_000)
+    ap.add_argument("--warmup", type=int, default=5_000,
+                    help="(wsrl) env steps of the frozen pretrained policy before updates "
+                    "(the authors' 5,000 is five episodes of their 1,000-step tasks)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--prefix", default="offline")
     ap.add_argument("--store", default=str(ROOT / "rlworks-runs"))
