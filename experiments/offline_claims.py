@@ -90,8 +90,9 @@ def command(job: Job, args: argparse.Namespace, experiment: str) -> list[str]:
     return cmd + job.flags
 
 
-def launch(jobs: list[Job], args: argparse.Namespace, experiment: str) -> None:
-    """Run the jobs not yet finished in the store, ``args.workers`` at a time, one thread each."""
+def launch(jobs: list[Job], args: argparse.Namespace, experiment: str) -> Any:
+    """Run the jobs not yet finished in the store, ``args.workers`` at a time, one thread each;
+    return the store, read afresh, to report from."""
     from rlworks.track.store import RunStore
 
     store = RunStore(args.store)
@@ -121,6 +122,7 @@ def launch(jobs: list[Job], args: argparse.Namespace, experiment: str) -> None:
         time.sleep(1)
     if failed:
         raise SystemExit(f"{failed} runs failed; rerun the same command to retry them")
+    return RunStore(args.store)
 
 
 def iqm_ci(values: np.ndarray, stream: str) -> tuple[float, float, float]:
@@ -193,16 +195,17 @@ def write_section(name: str, text: str, args: argparse.Namespace) -> None:
     print(text, flush=True)
 
 
-def grouped(store: Any, exp: str, jobs: list[Job], group: Any, baseline: Any,
-            stream: str) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
-    """Scores and a markdown table per group of jobs (``group(job)`` names it; ``baseline(g)``
-    is the label the group's P(X > Y) compares with)."""
-    panels, lines = {}, []
+def report_groups(section: str, lines: list[str], store: Any, exp: str, jobs: list[Job],
+                  group: Any, baseline: Any, title: str, args: argparse.Namespace) -> None:
+    """Append a table per group of jobs (``group(job)`` names it; ``baseline(g)`` is the label
+    its P(X > Y) compares with), plot every group's IQM, and write the report section."""
+    panels = {}
     for g in dict.fromkeys(group(j) for j in jobs):
         by = scores(store, exp, [j for j in jobs if group(j) == g])
         panels[g] = by
-        lines += [f"**{g}**", "", *table(by, baseline(g), f"{stream}-{g}"), ""]
-    return panels, lines
+        lines += [f"**{g}**", "", *table(by, baseline(g), f"{section}-{g}"), ""]
+    lines.append(plot(panels, Path(args.img) / f"offline_{section}", title))
+    write_section(section, "\n".join(lines), args)
 
 
 def plot(panels: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> str:
@@ -249,21 +252,15 @@ def claim_medium(args: argparse.Namespace) -> None:
     algos = args.algos.split(",")
     jobs = [Job(a, d, s, label=a, flags=steps_flags(args))
             for d in datasets for s in range(args.seeds) for a in algos]
-    launch(jobs, args, exp)
-    from rlworks.track.store import RunStore
-
-    store = RunStore(args.store)
+    store = launch(jobs, args, exp)
     lines = header(args, "IQL and TD3+BC against BC on the medium datasets",
                    f"{args.steps:,} gradient steps per run (batch 256, [256, 256] networks, each "
                    f"algorithm's defaults), final deterministic evaluation over "
                    f"{args.eval_episodes} episodes, {args.seeds} seeds per cell. Scores are "
                    "D4RL-style normalised scores of this project's datasets (not comparable with "
                    "published D4RL tables).")
-    panels, tables = grouped(store, exp, jobs, lambda j: j.dataset, lambda g: "bc", "medium")
-    lines += tables
-    lines.append(plot(panels, Path(args.img) / "offline_medium", "Medium datasets: final "
-                      "normalised score"))
-    write_section("medium", "\n".join(lines), args)
+    report_groups("medium", lines, store, exp, jobs, lambda j: j.dataset, lambda g: "bc",
+                  "Medium datasets: final normalised score", args)
 
 
 def claim_riql(args: argparse.Namespace) -> None:
@@ -275,18 +272,13 @@ def claim_riql(args: argparse.Namespace) -> None:
                 jobs.append(Job(a, d, s, corrupt=args.corrupt, label=a, flags=steps_flags(args)))
                 if args.clean:
                     jobs.append(Job(a, d, s, label=f"{a} (clean data)", flags=steps_flags(args)))
-    launch(jobs, args, exp)
-    from rlworks.track.store import RunStore
-
-    store = RunStore(args.store)
+    store = launch(jobs, args, exp)
     lines = header(args, f"RIQL vs IQL under corruption `{args.corrupt}`",
                    f"Corruption `{args.corrupt}` (KIND:RATE:SCALE, RIQL's random corruption; each "
                    f"run corrupts with its own seed), {args.steps:,} gradient steps, "
                    f"{args.seeds} seeds, each preset's defaults.")
-    panels, tables = grouped(store, exp, jobs, lambda j: j.dataset, lambda g: "iql", "riql")
-    lines += tables
-    lines.append(plot(panels, Path(args.img) / "offline_riql", f"RIQL vs IQL, {args.corrupt}"))
-    write_section("riql", "\n".join(lines), args)
+    report_groups("riql", lines, store, exp, jobs, lambda j: j.dataset, lambda g: "iql",
+                  f"RIQL vs IQL, {args.corrupt}", args)
 
 
 def mixed_dataset(args: argparse.Namespace) -> str:
@@ -315,33 +307,24 @@ def claim_reweight(args: argparse.Namespace) -> None:
             jobs.append(Job(a, path, s, label=f"{a} uniform", flags=steps_flags(args)))
             jobs.append(Job(a, path, s, reweight=args.weighting, label=f"{a} {args.weighting}",
                             flags=steps_flags(args)))
-    launch(jobs, args, exp)
-    from rlworks.track.store import RunStore
-
-    store = RunStore(args.store)
+    store = launch(jobs, args, exp)
     lines = header(args, "Return-weighted sampling on a mixed dataset",
                    f"Dataset: every episode of `{args.low}` plus whole `{args.high}` episodes, "
                    f"{args.fraction:.0%} of the episodes (`mix_datasets`, seed 0). Uniform vs "
                    f"`{args.weighting}` sampling, {args.steps:,} gradient steps, {args.seeds} "
                    "seeds, each algorithm's defaults.")
-    panels, tables = grouped(store, exp, jobs, lambda j: j.algo, lambda g: f"{g} uniform",
-                             "reweight")
-    lines += tables
-    lines.append(plot(panels, Path(args.img) / "offline_reweight", "Mixed dataset: uniform "
-                      "vs return-weighted sampling"))
-    write_section("reweight", "\n".join(lines), args)
+    report_groups("reweight", lines, store, exp, jobs, lambda j: j.algo,
+                  lambda g: f"{g} uniform", "Mixed dataset: uniform vs return-weighted sampling",
+                  args)
 
 
 def claim_wsrl(args: argparse.Namespace) -> None:
-    from rlworks.track.store import RunStore
-
     exp = f"{args.prefix}-wsrl"
     d = args.datasets.split(",")[0]
     pre = [Job("cql", d, s, label="cql", flags=["--total-steps", str(args.steps),
                                                "--checkpoint-every", str(args.steps)])
            for s in range(args.seeds)]
-    launch(pre, args, exp)
-    store = RunStore(args.store)
+    store = launch(pre, args, exp)
     done = finished(store, exp)
     online = ["--total-steps", str(args.online_steps), "--eval-every", str(args.eval_every),
               "--eval-episodes", str(args.eval_episodes)]
@@ -351,8 +334,7 @@ def claim_wsrl(args: argparse.Namespace) -> None:
         jobs.append(Job("wsrl", d, p.seed, init=init, label="wsrl",
                         flags=[*online, "--warmup-steps", str(args.warmup)]))
         jobs.append(Job("finetune", d, p.seed, init=init, label="finetune", flags=online))
-    launch(jobs, args, exp)
-    store = RunStore(args.store)
+    store = launch(jobs, args, exp)
     by = scores(store, exp, jobs)
     pre_scores = scores(store, exp, pre)
     lines = header(args, "WSRL vs fine-tuning with retained offline data",
