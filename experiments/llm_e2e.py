@@ -15,16 +15,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from _common import iqm_ci, run_commands  # noqa: E402
 
 
 def parse_methods(spec: str) -> list[tuple[str, int]]:
@@ -41,43 +41,6 @@ def finished_runs(store, experiment: str) -> dict[tuple[str, int], object]:
         if r.experiment == experiment and r.status == "finished":
             runs[(r.algo.removeprefix("llm-"), r.seed)] = r
     return runs
-
-
-def launch(jobs: list[list[str]], workers: int, threads: int) -> None:
-    """Run the commands, ``workers`` at a time, each with ``threads`` torch threads."""
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-        "RLWORKS_QUIET": "1",
-    }
-    running: list[tuple[subprocess.Popen, list[str], float]] = []
-    pending = list(jobs)
-    while pending or running:
-        while pending and len(running) < workers:
-            cmd = pending.pop(0)
-            print("start:", " ".join(cmd[3:]), flush=True)
-            running.append(
-                (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL), cmd, time.time())
-            )
-        for item in list(running):
-            proc, cmd, t0 = item
-            if proc.poll() is not None:
-                running.remove(item)
-                state = "done" if proc.returncode == 0 else f"FAILED rc={proc.returncode}"
-                print(f"{state} ({time.time() - t0:.0f}s):", " ".join(cmd[3:]), flush=True)
-        time.sleep(2)
-
-
-def iqm_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
-    from rlworks.core.seeding import make_rng
-    from rlworks.eval.bootstrap import get_interval_estimates
-    from rlworks.eval.stats import aggregate_iqm
-
-    points, cis = get_interval_estimates(
-        {"x": values.reshape(-1, 1)}, aggregate_iqm, reps=20_000, rng=make_rng(seed, "llm-e2e")
-    )
-    return float(points["x"]), float(cis["x"][0]), float(cis["x"][1])
 
 
 def main() -> int:
@@ -147,7 +110,7 @@ def main() -> int:
                     *args.settings,
                 ]
             )
-    launch(jobs, args.workers, args.threads)
+    run_commands([(cmd, " ".join(cmd[3:])) for cmd in jobs], args.workers, args.threads)
     done = finished_runs(store, args.experiment)
     if args.curriculum:
         report_curriculum(store, done, methods, args)
@@ -202,7 +165,7 @@ def report_curriculum(store, done, methods, args) -> None:
         budget = np.array([r.summary["samples_seen"] for r in runs], dtype=float)
         reached = int(np.isfinite(vals).sum())
         vals = np.where(np.isfinite(vals), vals, budget)
-        point, lo, hi = iqm_ci(vals)
+        point, lo, hi = iqm_ci(vals, "llm-e2e")
         lines.append(
             f"| {preset} | {len(runs)} | {reached} | {point:,.0f} [{lo:,.0f}, {hi:,.0f}] |"
         )
@@ -233,7 +196,7 @@ def report(store, done, methods, args) -> None:
         s = [r.summary for r in runs]
         d_greedy = np.array([x["eval/greedy_acc"] - x["eval/greedy_acc_start"] for x in s])
         d_pass = np.array([x["eval/pass@1"] - x["eval/pass@1_start"] for x in s])
-        g, p = iqm_ci(d_greedy), iqm_ci(d_pass)
+        g, p = iqm_ci(d_greedy, "llm-e2e"), iqm_ci(d_pass, "llm-e2e")
         rows.append(
             (
                 preset,

@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +36,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from _common import iqm_ci, run_commands  # noqa: E402
 
 
 @dataclass
@@ -100,39 +100,11 @@ def launch(jobs: list[Job], args: argparse.Namespace, experiment: str) -> Any:
     pending = [j for j in jobs if j.key() not in done]
     print(f"{experiment}: {len(jobs) - len(pending)} of {len(jobs)} runs already finished",
           flush=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RLWORKS_QUIET": "1"}
-    running: list[tuple[subprocess.Popen[bytes], Job, float]] = []
-    failed = 0
-    while pending or running:
-        while pending and len(running) < args.workers:
-            job = pending.pop(0)
-            cmd = command(job, args, experiment)
-            print("start:", " ".join(cmd[5:]), flush=True)
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
-            running.append((proc, job, time.time()))
-        for item in list(running):
-            proc, job, t0 = item
-            if proc.poll() is not None:
-                running.remove(item)
-                ok = proc.returncode == 0
-                failed += not ok
-                print(f"{'done' if ok else f'FAILED rc={proc.returncode}'} "
-                      f"({time.time() - t0:.0f}s): {job.label} {job.dataset} seed {job.seed}",
-                      flush=True)
-        time.sleep(1)
+    cmds = [command(j, args, experiment) for j in pending]
+    failed = run_commands([(c, " ".join(c[5:])) for c in cmds], args.workers, threads=1)
     if failed:
         raise SystemExit(f"{failed} runs failed; rerun the same command to retry them")
     return RunStore(args.store)
-
-
-def iqm_ci(values: np.ndarray, stream: str) -> tuple[float, float, float]:
-    from rlworks.core.seeding import make_rng
-    from rlworks.eval.bootstrap import get_interval_estimates
-    from rlworks.eval.stats import aggregate_iqm
-
-    points, cis = get_interval_estimates({"x": values.reshape(-1, 1)}, aggregate_iqm,
-                                         reps=20_000, rng=make_rng(0, stream))
-    return float(points["x"]), float(cis["x"][0]), float(cis["x"][1])
 
 
 def p_improve(x: np.ndarray, y: np.ndarray, stream: str) -> tuple[float, float, float]:
@@ -158,12 +130,19 @@ def scores(store: Any, experiment: str, jobs: list[Job]) -> dict[str, np.ndarray
     return {k: np.array(v) for k, v in out.items()}
 
 
-def fmt(ci: tuple[float, float, float], signed: bool = False) -> str:
-    s = "+" if signed else ""
-    return f"{ci[0]:{s}.1f} [{ci[1]:{s}.1f}, {ci[2]:{s}.1f}]"
+def fmt(ci: tuple[float, float, float]) -> str:
+    return f"{ci[0]:.1f} [{ci[1]:.1f}, {ci[2]:.1f}]"
 
 
-def table(by_label: dict[str, np.ndarray], baseline: str, stream: str) -> list[str]:
+def iqms(by_label: dict[str, np.ndarray], stream: str) -> dict[str, tuple[float, float, float]]:
+    """The IQM with its CI of every label, each from its own random stream."""
+    return {label: iqm_ci(vals, f"{stream}-{label}") for label, vals in by_label.items()}
+
+
+def table(by_label: dict[str, np.ndarray], baseline: str, stream: str,
+          iqm: dict[str, tuple[float, float, float]] | None = None) -> list[str]:
+    """Markdown rows: per label its scores, IQM [CI] (``iqm``, or computed) and P(X > baseline)."""
+    iqm = iqm or iqms(by_label, stream)
     lines = ["| method | seeds | per-seed scores | IQM [95% CI] "
              f"| P(method > {baseline}) [95% CI] |",
              "|---|---|---|---|---|"]
@@ -174,8 +153,7 @@ def table(by_label: dict[str, np.ndarray], baseline: str, stream: str) -> list[s
         else:
             pi = p_improve(vals, by_label[baseline], f"{stream}-{label}")
             p = f"{pi[0]:.2f} [{pi[1]:.2f}, {pi[2]:.2f}]"
-        lines.append(f"| {label} | {len(vals)} | {per_seed} | "
-                     f"{fmt(iqm_ci(vals, f'{stream}-{label}'))} | {p} |")
+        lines.append(f"| {label} | {len(vals)} | {per_seed} | {fmt(iqm[label])} | {p} |")
     return lines
 
 
@@ -202,32 +180,27 @@ def report_groups(section: str, lines: list[str], store: Any, exp: str, jobs: li
     panels = {}
     for g in dict.fromkeys(group(j) for j in jobs):
         by = scores(store, exp, [j for j in jobs if group(j) == g])
-        panels[g] = by
-        lines += [f"**{g}**", "", *table(by, baseline(g), f"{section}-{g}"), ""]
+        panels[g] = (by, iqms(by, f"{section}-{g}"))
+        lines += [f"**{g}**", "", *table(by, baseline(g), f"{section}-{g}", panels[g][1]), ""]
     lines.append(plot(panels, Path(args.img) / f"offline_{section}", title))
     write_section(section, "\n".join(lines), args)
 
 
-def plot(panels: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> str:
-    """Interval estimates of the IQM, one panel per dataset; returns the markdown image line."""
-    from rlworks.core.seeding import make_rng
-    from rlworks.eval.bootstrap import get_interval_estimates
+def plot(panels: dict[str, tuple[dict[str, np.ndarray], dict[str, tuple[float, float, float]]]],
+         path: Path, title: str) -> str:
+    """Per group a panel of the labels' IQM (tick) and CI (bar), the seeds as dots, from the
+    table's own estimates; returns the markdown image line."""
     from rlworks.eval.statplots import _pyplot, algorithm_colors
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.6 + 0.5 * max(
-        len(p) for p in panels.values())), squeeze=False)
-    for ax, (name, by_label) in zip(axes[0], panels.items(), strict=True):
-        from rlworks.eval.stats import aggregate_iqm
-
-        data = {k: v.reshape(-1, 1) for k, v in by_label.items()}
-        pts, cis = get_interval_estimates(data, aggregate_iqm, reps=20_000,
-                                          rng=make_rng(0, f"plot-{name}"))
+        len(by) for by, _ in panels.values())), squeeze=False)
+    for ax, (name, (by_label, iqm)) in zip(axes[0], panels.items(), strict=True):
         colors = algorithm_colors(by_label)
         for i, label in enumerate(by_label):
-            lo, hi = cis[label]
+            point, lo, hi = iqm[label]
             ax.barh(i, hi - lo, left=lo, height=0.6, color=colors[label], alpha=0.75)
-            ax.vlines(pts[label], i - 0.3, i + 0.3, color="k", lw=1.5)
+            ax.vlines(point, i - 0.3, i + 0.3, color="k", lw=1.5)
             ax.plot(by_label[label], np.full(len(by_label[label]), i), "k.", ms=3, alpha=0.6)
         ax.set_yticks(range(len(by_label)), list(by_label))
         ax.set_title(name, fontsize=10)
