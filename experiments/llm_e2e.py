@@ -84,9 +84,10 @@ def main() -> int:
     methods = parse_methods(args.methods)
     done = finished_runs(store, args.experiment)
     jobs = []
-    for preset, n in methods:
-        for seed in range(n):
-            if (preset, seed) in done:
+    # Seed-major order, so that a run cut short leaves every method with as many seeds.
+    for seed in range(max(n for _, n in methods)):
+        for preset, n in methods:
+            if seed >= n or (preset, seed) in done:
                 continue
             jobs.append(
                 [
@@ -119,56 +120,134 @@ def main() -> int:
     return 0
 
 
-def samples_to_reach(store, run_id: str, target: float, window: int = 10) -> float:
-    """Samples generated (filtered-out ones included) when the run's training accuracy,
-    averaged over ``window`` steps, first reaches ``target`` (inf if never)."""
-    m = store.metrics(run_id, ["rollout/accuracy", "perf/samples_seen"])
-    acc = np.array(m["rollout/accuracy"][1])
-    seen = np.array(m["perf/samples_seen"][1])
-    smooth = np.convolve(acc, np.ones(window) / window, mode="valid")
-    hit = np.nonzero(smooth >= target)[0]
-    return float(seen[hit[0] + window - 1]) if hit.size else float("inf")
+def mixture_accuracy(counts: dict[str, tuple[np.ndarray, np.ndarray]], window: float) -> np.ndarray:
+    """The policy's accuracy on the uniform mixture of task sources, one value per step.
+
+    ``counts[source] = (correct, generated)``, each (T,) per step (0 where the source was not
+    drawn). At step t each source's accuracy pools the trailing steps that together generated
+    at least ``window`` samples (all sources counted); a source not drawn in that window keeps
+    its last estimate. The mixture accuracy is the plain mean over sources, NaN until every
+    source has an estimate. Measured on everything generated, before any filter, and weighted
+    equally over sources, it compares a uniform sampler, a filter and DUMP's skewed sampler on
+    one scale."""
+    sources = sorted(counts)
+    c = np.array([counts[s][0] for s in sources], dtype=float)  # (S, T)
+    n = np.array([counts[s][1] for s in sources], dtype=float)
+    total = np.concatenate([[0.0], np.cumsum(n.sum(0))])  # samples before step t
+    cc = np.concatenate([np.zeros((len(sources), 1)), np.cumsum(c, 1)], 1)
+    cn = np.concatenate([np.zeros((len(sources), 1)), np.cumsum(n, 1)], 1)
+    steps = c.shape[1]
+    last = np.full(len(sources), np.nan)
+    out = np.full(steps, np.nan)
+    for t in range(steps):
+        # smallest trailing window [j, t] with at least `window` samples (or all of [0, t])
+        j = int(np.searchsorted(total, total[t + 1] - window, side="right")) - 1
+        j = max(j, 0)
+        num, den = cc[:, t + 1] - cc[:, j], cn[:, t + 1] - cn[:, j]
+        seen = den > 0
+        last[seen] = num[seen] / den[seen]
+        if np.isfinite(last).all():
+            out[t] = last.mean()
+    return out
+
+
+def run_mixture_curve(store, run_id: str, window: float) -> tuple[np.ndarray, np.ndarray]:
+    """(samples generated after each step, mixture accuracy) of one stored run."""
+    m = store.metrics(run_id)
+    steps = np.array(m["perf/samples_seen"][0])
+    samples = np.array(m["perf/samples_seen"][1])
+    counts = {}
+    for key in m:
+        if key.startswith("rollout/gen_n/"):
+            src = key.removeprefix("rollout/gen_n/")
+            per_step = []
+            for name in (f"rollout/gen_correct/{src}", key):
+                got = dict(zip(*m[name], strict=True))
+                per_step.append(np.array([got.get(s, 0.0) for s in steps]))
+            counts[src] = (per_step[0], per_step[1])
+    return samples, mixture_accuracy(counts, window)
 
 
 def report_curriculum(store, done, methods, args) -> None:
-    """Samples to reach plain GRPO's final training accuracy (mean of its runs' last 10
-    steps), IQM over seeds with 95% CIs (a run that never reaches it counts as its whole
-    budget, and the table says how many did)."""
+    """Samples (and steps) to reach plain GRPO's final training accuracy on the uniform
+    mixture of sources, IQM over seeds with 95% CIs (a run that never reaches it counts with
+    its whole budget; the table says how many did), the held-out gains, and a plot."""
     from _report import machine
 
-    base = [done[k] for k in done if k[0] == "grpo"]
+    from rlworks.eval.statplots import plot_learning_curves
+
+    window = 2560.0  # samples: 10 steps of plain GRPO
+    curves = {k: run_mixture_curve(store, r.run_id, window) for k, r in done.items()}
+    base = [k for k in done if k[0] == "grpo"]
     if not base:
         print("no finished grpo runs to define the target")
         return
-    finals = [
-        np.mean(store.metrics(r.run_id, ["rollout/accuracy"])["rollout/accuracy"][1][-10:])
-        for r in base
-    ]
-    target = float(np.mean(finals))
+    target = float(np.mean([curves[k][1][-1] for k in base]))
+    cfg = done[base[0]].config
     lines = [
         f"## Curricula: samples to reach GRPO's final training accuracy "
         f"({dt.date.today().isoformat()})",
         "",
-        f"Machine: {machine()}. Target: plain GRPO's final training accuracy "
-        f"{target:.3f} (mean of its {len(base)} runs' last 10 steps). Samples include "
-        "those generated and filtered out. IQM over seeds, 95% bootstrap CI; a run that "
-        "never reaches the target counts with its whole budget.",
+        f"Machine: {machine()}. Base: `{args.base}`. Runs: `python experiments/llm_e2e.py "
+        f"--curriculum --methods {args.methods} --workers {args.workers} --threads "
+        f"{args.threads}" + (f" {' '.join(args.settings)}" if args.settings else "") + "`.",
+        f"Training sources `{cfg['tasks']}` (pool of {cfg['pool_size']} train problems), "
+        f"{cfg['prompts_per_step']} prompts x {cfg['num_generations']} samples per step, "
+        f"every run stopped at {cfg['max_samples']:,} generated samples (filtered-out ones "
+        "included), so filtering takes fewer steps.",
         "",
-        "| method | seeds | reached | samples to target, IQM [95% CI] |",
-        "|---|---|---|---|",
+        "Training accuracy is measured on every generated sample before any filter, per "
+        f"source over the last {window:,.0f} samples, averaged uniformly over the sources: one "
+        "scale for the uniform sampler, the filter and DUMP's skewed sampler. Target: plain "
+        f"GRPO's final value, **{target:.3f}** (mean of its {len(base)} runs). IQM over seeds "
+        "with a 95% percentile-bootstrap CI; a run that never reaches the target counts with "
+        "its whole budget. Held-out: test-split problems of "
+        f"`{cfg['eval_tasks'] or cfg['tasks']}`, final minus start.",
+        "",
+        "| method | seeds | reached | samples to target, IQM [95% CI] | steps to target, IQM "
+        "[95% CI] | final training accuracy | held-out greedy delta IQM [95% CI] "
+        "| held-out pass@1 delta IQM [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    panel: dict[str, tuple] = {}
     for preset, n in methods:
-        runs = [done[(preset, s)] for s in range(n) if (preset, s) in done]
-        if not runs:
+        keys = [(preset, s) for s in range(n) if (preset, s) in done]
+        if not keys:
             continue
-        vals = np.array([samples_to_reach(store, r.run_id, target) for r in runs])
-        budget = np.array([r.summary["samples_seen"] for r in runs], dtype=float)
-        reached = int(np.isfinite(vals).sum())
-        vals = np.where(np.isfinite(vals), vals, budget)
-        point, lo, hi = iqm_ci(vals, "llm-e2e")
+        samples_at, steps_at, finals = [], [], []
+        for k in keys:
+            seen, acc = curves[k]
+            hit = np.nonzero(acc >= target - 1e-12)[0]
+            samples_at.append(seen[hit[0]] if hit.size else np.inf)
+            steps_at.append(hit[0] + 1 if hit.size else np.inf)
+            finals.append(acc[-1])
+        reached = int(np.isfinite(samples_at).sum())
+        budget = np.array([done[k].summary["samples_seen"] for k in keys], dtype=float)
+        nsteps = np.array([done[k].summary["steps"] for k in keys], dtype=float)
+        smp = iqm_ci(np.where(np.isfinite(samples_at), samples_at, budget), "llm-cur")
+        stp = iqm_ci(np.where(np.isfinite(steps_at), steps_at, nsteps), "llm-cur")
+        s = [done[k].summary for k in keys]
+        g = iqm_ci([x["eval/greedy_acc"] - x["eval/greedy_acc_start"] for x in s], "llm-cur")
+        p = iqm_ci([x["eval/pass@1"] - x["eval/pass@1_start"] for x in s], "llm-cur")
         lines.append(
-            f"| {preset} | {len(runs)} | {reached} | {point:,.0f} [{lo:,.0f}, {hi:,.0f}] |"
+            f"| {preset} | {len(keys)} | {reached} | {smp[0]:,.0f} [{smp[1]:,.0f}, "
+            f"{smp[2]:,.0f}] | {stp[0]:.0f} [{stp[1]:.0f}, {stp[2]:.0f}] | "
+            f"{np.mean(finals):.3f} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] | "
+            f"{p[0]:+.3f} [{p[1]:+.3f}, {p[2]:+.3f}] |"
         )
+        grid = np.linspace(0, max(budget), 101)
+        vals = np.array([np.interp(grid, *curves[k], left=np.nan) for k in keys])
+        panel[preset] = (grid, np.nanmean(vals, 0), None)
+    plot = Path(args.plot).with_name("curricula")
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    plot_learning_curves(
+        {"training accuracy, uniform over sources": panel},
+        plot,
+        ylabel="accuracy (all generated samples)",
+        xlabel="samples generated",
+        title=f"Curricula at equal samples (mean over seeds; target {target:.3f})",
+    )
+    lines += ["", f"![curricula](img/{plot.name}.png)", ""]
     text = "\n".join(lines)
     print(text)
     write_section(Path(args.report), args.section, text)

@@ -232,7 +232,8 @@ def claim_medium(args: argparse.Namespace) -> None:
                    f"{args.eval_episodes} episodes, {args.seeds} seeds per cell. Scores are "
                    "D4RL-style normalised scores of this project's datasets (not comparable with "
                    "published D4RL tables).")
-    report_groups("medium", lines, store, exp, jobs, lambda j: j.dataset, lambda g: "bc",
+    report_groups(args.section or "medium", lines, store, exp, jobs, lambda j: j.dataset,
+                  lambda g: "bc",
                   "Medium datasets: final normalised score", args)
 
 
@@ -250,7 +251,8 @@ def claim_riql(args: argparse.Namespace) -> None:
                    f"Corruption `{args.corrupt}` (KIND:RATE:SCALE, RIQL's random corruption; each "
                    f"run corrupts with its own seed), {args.steps:,} gradient steps, "
                    f"{args.seeds} seeds, each preset's defaults.")
-    report_groups("riql", lines, store, exp, jobs, lambda j: j.dataset, lambda g: "iql",
+    report_groups(args.section or "riql", lines, store, exp, jobs, lambda j: j.dataset,
+                  lambda g: "iql",
                   f"RIQL vs IQL, {args.corrupt}", args)
 
 
@@ -286,7 +288,7 @@ def claim_reweight(args: argparse.Namespace) -> None:
                    f"{args.fraction:.0%} of the episodes (`mix_datasets`, seed 0). Uniform vs "
                    f"`{args.weighting}` sampling, {args.steps:,} gradient steps, {args.seeds} "
                    "seeds, each algorithm's defaults.")
-    report_groups("reweight", lines, store, exp, jobs, lambda j: j.algo,
+    report_groups(args.section or "reweight", lines, store, exp, jobs, lambda j: j.algo,
                   lambda g: f"{g} uniform", "Mixed dataset: uniform vs return-weighted sampling",
                   args)
 
@@ -320,7 +322,7 @@ def claim_wsrl(args: argparse.Namespace) -> None:
     lines += table({"cql (offline, start)": pre_scores["cql"], **by}, "finetune", "wsrl")
     lines.append("")
     lines.append(curves(store, exp, jobs, Path(args.img) / "offline_wsrl"))
-    write_section("wsrl", "\n".join(lines), args)
+    write_section(args.section or "wsrl", "\n".join(lines), args)
 
 
 def curves(store: Any, exp: str, jobs: list[Job], path: Path) -> str:
@@ -366,7 +368,11 @@ def main() -> int:
                     help="(wsrl) env steps of the frozen pretrained policy before updates "
                     "(the authors' 5,000 is five episodes of their 1,000-step tasks)")
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--prefix", default="offline")
+    ap.add_argument("--prefix", default="offline",
+                    help="experiment names are PREFIX-CLAIM; a new prefix starts a new grid")
+    ap.add_argument("--section", default=None,
+                    help="marked section of --report (and plot name) to write; default: the "
+                    "claim's name (another name keeps the earlier table beside it)")
     ap.add_argument("--store", default=str(ROOT / "rlworks-runs"))
     ap.add_argument("--data-dir", default=str(ROOT / "rlworks-data" / "mixed"))
     ap.add_argument("--report", default=str(ROOT / "docs" / "offline" / "results.md"))

@@ -197,7 +197,9 @@ def _rl(
         if learner.global_step == 0:
             first = learner.evaluate(eval_problems)
             logger.log(0, first)
-        while learner.global_step < cfg.steps:
+        while learner.global_step < cfg.steps and not (
+            cfg.max_samples and learner.samples_seen >= cfg.max_samples
+        ):
             metrics = learner.iterate()
             step = learner.global_step
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:

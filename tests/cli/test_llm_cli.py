@@ -131,3 +131,18 @@ def test_sft_on_a_jsonl_file_and_its_bad_rows(pretrained, capsys, tmp_path):
                  str(pretrained / "base"), "--data", str(data), "--steps", "1"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "sft.jsonl:1 is not a JSON object with 'prompt' and 'completion'" in err
+
+
+def test_max_samples_stops_a_filtered_run_at_its_sample_budget(pretrained, capsys):
+    # 2 prompts x 2 samples = 4 completions per unfiltered step: a budget of 10 stops after
+    # the third step (4, 8, 12 >= 10), long before --steps 50.
+    args = [a if a != "2" or i != 1 else "50" for i, a in enumerate(TINY_RL)]
+    assert args[:2] == ["--steps", "50"]
+    code = main(["--store", str(pretrained / "store"), "llm", "train", "grpo", "--model",
+                 str(pretrained / "base"), "--max-samples", "10", "--json", "--no-progress",
+                 *args])
+    assert code == 0
+    summary = _json_line(capsys)
+    assert summary["steps"] == 3 and summary["samples_seen"] == 12
+    gen = RunStore(pretrained / "store").metrics(summary["run_id"], ["rollout/gen_n/add/d1"])
+    assert gen["rollout/gen_n/add/d1"][1] == [4.0, 4.0, 4.0]

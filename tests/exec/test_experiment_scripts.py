@@ -63,3 +63,21 @@ def test_offline_claims_table_by_hand() -> None:
     assert iql[2] == "5.0, 1.0, 4.0, 2.0, 3.0"
     assert iql[3].startswith("3.0 [")
     assert iql[4] == "1.00 [1.00, 1.00] |"
+
+
+def test_llm_mixture_accuracy_by_hand() -> None:
+    mix = _load("llm_e2e").mixture_accuracy
+    counts = {
+        "a": (np.array([2.0, 0.0, 0.0]), np.array([2.0, 0.0, 2.0])),
+        "b": (np.array([0.0, 2.0, 2.0]), np.array([2.0, 4.0, 2.0])),
+    }
+    # window 4: each step alone holds >= 4 samples. Step 1 draws no "a": it keeps 2/2.
+    # step 0: (2/2 + 0/2)/2 = 0.5; step 1: (1 + 2/4)/2 = 0.75; step 2: (0/2 + 2/2)/2 = 0.5
+    np.testing.assert_allclose(mix(counts, 4.0), [0.5, 0.75, 0.5])
+    # window 6: step 1 pools steps 0-1 (8 samples): (2/2 + 2/6)/2; step 2 pools steps 1-2
+    # (8 samples; step 2 alone has 4): (0/2 + 4/6)/2
+    np.testing.assert_allclose(mix(counts, 6.0), [0.5, 2 / 3, 1 / 3])
+    # a source not drawn yet leaves the mixture undefined
+    counts["c"] = (np.array([0.0, 1.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+    out = mix(counts, 4.0)
+    assert np.isnan(out[0]) and np.isfinite(out[1:]).all()

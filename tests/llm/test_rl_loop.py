@@ -230,3 +230,34 @@ def test_first_pass_ratio_is_one_with_and_without_temperature_scaling(model_dir,
         model_dir, temperature=0.7, scale_logits=scale_logits, num_iterations=1, minibatches=1
     ).iterate()
     assert metrics["train/ratio_mean"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_generated_accuracy_counts_every_sample_by_source_by_hand():
+    from types import SimpleNamespace
+
+    from rlworks.algos.llm.grpo import generated_accuracy
+
+    a, b = SimpleNamespace(source="add/d1"), SimpleNamespace(source="add/d3")
+    parts = [
+        {"problems": [a, b], "correct": np.array([[1.0, 1.0, 0.0], [0.0, np.nan, 0.0]])},
+        {"problems": [b], "correct": np.array([[1.0, 0.0, 0.0]])},
+    ]
+    m = generated_accuracy(parts)
+    # add/d1: 2 of 3; add/d3: 1 of 5 (one NaN verdict left out); all: 3 of 8
+    assert m["rollout/gen_correct/add/d1"] == 2.0 and m["rollout/gen_n/add/d1"] == 3.0
+    assert m["rollout/gen_correct/add/d3"] == 1.0 and m["rollout/gen_n/add/d3"] == 5.0
+    assert m["rollout/gen_accuracy"] == pytest.approx(3 / 8)
+    assert generated_accuracy([{"problems": [a], "correct": np.full((1, 3), np.nan)}]) == {}
+
+
+def test_filtered_step_reports_every_generated_sample(model_dir):
+    # A random model answers nothing right: the band drops every group, yet the generated
+    # samples (up to max_rounds refills) are all counted, by source.
+    learner = GRPOLearner(
+        _cfg(model_dir, difficulty_band="0.25,0.75", max_rounds=2, rewards="correct:1.0")
+    )
+    metrics = learner.iterate()
+    counted = sum(v for k, v in metrics.items() if k.startswith("rollout/gen_n/"))
+    assert counted == learner.samples_seen > 0
+    assert metrics["rollout/gen_accuracy"] == 0.0
+    assert metrics.get("train/skipped") == 1.0

@@ -135,6 +135,9 @@ class RLConfig:
     `rlworks llm limr`); empty = the whole pool."""
     steps: int = 100
     """RL steps (one batch of rollouts and its updates each)."""
+    max_samples: int = 0
+    """Stop after the step in which this many completions have been generated (filtered-out
+    ones included), even before ``steps``: equal-samples comparisons with filtering; 0 = off."""
     prompts_per_step: int = 32
     """Prompts (groups) per step."""
     num_generations: int = 8
@@ -274,7 +277,7 @@ class RLConfig:
             raise UserError("beta must be >= 0 and lr > 0")
         if self.difficulty_band:
             _ = self.band  # raises on a malformed band
-        for name in ("eval_every", "warmup_steps", "checkpoint_every"):
+        for name in ("eval_every", "warmup_steps", "checkpoint_every", "max_samples"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
 

@@ -208,14 +208,17 @@ class GRPOLearner:
         p = self.cfg.prompts_per_step
         if self.batcher is None:
             part = self._rollout(self._sample_prompts(p))
-            return [take_group(part, i) for i in range(p)], part["scored"].metrics
+            metrics = {**part["scored"].metrics, **generated_accuracy([part])}
+            return [take_group(part, i) for i in range(p)], metrics
         seen: list[dict[str, float]] = []
+        parts: list[dict[str, Any]] = []
         for _ in range(self.cfg.max_rounds):
             if self.batcher.ready:
                 break
             n = min(self.batcher.next_sample_size(), 4 * p)
             part = self._rollout(self._sample_prompts(n))
             seen.append(part["scored"].metrics)
+            parts.append(part)
             # Accuracy from the correctness reward; without one, the mean reward (in [0, 1]).
             scores = (
                 part["correct"] if np.isfinite(part["correct"]).any() else part["rewards"].numpy()
@@ -223,7 +226,7 @@ class GRPOLearner:
             acc = group_accuracy(scores) if self.cfg.band else _spread(part["rewards"].numpy())
             self.batcher.add([take_group(part, i) for i in range(n)], acc)
         groups, metrics = self.batcher.pop()
-        return groups, {**mean_metrics(seen), **metrics}
+        return groups, {**mean_metrics(seen), **generated_accuracy(parts), **metrics}
 
     # ------------------------------------------------------------------ one step
 
@@ -237,7 +240,7 @@ class GRPOLearner:
         t_gen = time.perf_counter() - t0
         self.global_step += 1
         if not groups:  # nothing passed the filter in max_rounds rounds: no update this step
-            return {**metrics, "train/skipped": 1.0}
+            return {**metrics, "train/skipped": 1.0, "perf/samples_seen": float(self.samples_seen)}
         batch = merge_groups(groups, self.tokenizer.pad_token_id)
         rewards = batch["rewards"]  # (P, G), NaN where a reward function failed
         if cfg.sampler == "epochs":
@@ -541,6 +544,30 @@ def _row_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 1:
         return x[:, 0]
     return (x * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def generated_accuracy(parts: list[dict[str, Any]]) -> dict[str, float]:
+    """Correctness of every completion generated this step, filtered-out groups included:
+    ``rollout/gen_accuracy`` over all of them, and per task source ``rollout/gen_correct/<s>``
+    and ``rollout/gen_n/<s>`` (counts, so that windows over steps pool them exactly). Unlike
+    ``rollout/accuracy`` (the trained batch), this measures the policy on what the sampler
+    drew, before any filter; empty without a correctness reward."""
+    correct: dict[str, float] = {}
+    count: dict[str, float] = {}
+    for part in parts:
+        scores = part["correct"]  # (P, G), NaN where no verdict
+        for problem, row in zip(part["problems"], scores, strict=True):
+            ok = row[np.isfinite(row)]
+            if ok.size:
+                correct[problem.source] = correct.get(problem.source, 0.0) + float(ok.sum())
+                count[problem.source] = count.get(problem.source, 0.0) + float(ok.size)
+    if not count:
+        return {}
+    out = {"rollout/gen_accuracy": sum(correct.values()) / sum(count.values())}
+    for src in sorted(count):
+        out[f"rollout/gen_correct/{src}"] = correct[src]
+        out[f"rollout/gen_n/{src}"] = count[src]
+    return out
 
 
 def _spread(rewards: np.ndarray) -> np.ndarray:
