@@ -12,12 +12,14 @@ metric logged after it is deleted, so the resumed run re-logs the same values. M
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rlworks.core.config import config_from_dict, config_hash, config_to_dict
@@ -125,6 +127,8 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
     next_eval = (learner.global_step // eval_every + 1) * eval_every if eval_every else None
     recent: deque[float] = deque(maxlen=20)
     t0, step0 = time.perf_counter(), learner.global_step
+    best = _BestPolicy(store.run_dir(run_id) / BEST_DIR) if getattr(cfg, "keep_best", False) \
+        else None
 
     def checkpoint() -> None:
         save_checkpoint(ckpt_dir, learner.global_step, learner.state_dict(),
@@ -148,7 +152,10 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
                         # Deterministic acting draws no random numbers, so this leaves the run (and
                         # its resume) exactly as it would be without evaluations.
                         step = learner.global_step
-                        logger.log(step, _evaluate(learner, cfg, step))
+                        result = _evaluate(learner, cfg, step)
+                        logger.log(step, result)
+                        if best is not None:
+                            best.offer(learner, step, result["eval/return"], run_id, algo)
                         next_eval = (learner.global_step // eval_every + 1) * eval_every
                     if callback is not None:
                         callback(learner.global_step, metrics)
@@ -184,6 +191,8 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
                 logged = store.metrics(run_id, ["eval/return"]).get("eval/return", ([], []))[0]
                 if not (resume and logged and logged[-1] == learner.global_step):
                     logger.log(learner.global_step, final)
+                if best is not None:
+                    summary.update(best.finish(learner, cfg, store, run_id, algo))
                 logger.close()
                 for path in sorted(ckpt_dir.glob("step_*.json"))[-1:]:
                     store.add_artefact(run_id, "checkpoint", path)
@@ -222,6 +231,45 @@ def _start(spec: Any, cfg: Any, store: RunStore, run_id: str, resume: bool) -> A
         store.set_status(run_id, "failed")
         raise
     return learner
+
+
+BEST_DIR = "best"
+
+
+class _BestPolicy:
+    """The policy of the best periodic evaluation so far, kept as a full checkpoint on disk
+    (so a resumed run still has it); its selection score is in the checkpoint's meta."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        path = latest_checkpoint(directory)
+        self.score = -math.inf if path is None else load_checkpoint(path)[2]["eval_return"]
+
+    def offer(self, learner: Any, step: int, score: float, run_id: str, algo: str) -> None:
+        if score > self.score:
+            self.score = score
+            save_checkpoint(self.directory, step, learner.state_dict(),
+                            meta={"run_id": run_id, "algo": algo, "eval_return": score})
+            prune_checkpoints(self.directory, 1)
+
+    def finish(self, learner: Any, cfg: Any, store: RunStore, run_id: str,
+               algo: str) -> dict[str, Any]:
+        """Offer the final policy too (scored on its own periodic-evaluation episodes), then
+        load the best one into ``learner`` and evaluate it on the final evaluation's episodes."""
+        from rlworks.eval.evaluate import evaluate
+
+        step = learner.global_step
+        self.offer(learner, step, _evaluate(learner, cfg, step)["eval/return"], run_id, algo)
+        path = latest_checkpoint(self.directory)
+        assert path is not None  # offered at least once just above
+        best_step, state, meta = load_checkpoint(path)
+        learner.load_state_dict(state)
+        returns = evaluate(learner, cfg.env_id, cfg.eval_episodes,
+                           seed=derive_seed(cfg.seed, "eval"), backend=cfg.backend)
+        store.add_artefact(run_id, "best_checkpoint", path)
+        return {"best_step": best_step, "best_selection_return": meta["eval_return"],
+                "best_eval_return_mean": float(returns.mean()),
+                "best_eval_return_std": float(returns.std())}
 
 
 def _evaluate(learner: Any, cfg: Any, step: int) -> dict[str, float]:

@@ -55,3 +55,40 @@ class FlatParameters:
         norm = torch.linalg.vector_norm(self.grad)
         self.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
         return norm
+
+
+def adam_step(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()`` for a fused Adam, without the Python wrapper around the kernel.
+
+    ``Optimizer.step`` runs hooks, a profiler range and per-step tensor grouping around one
+    ``torch._fused_adam_`` call: on one small flat buffer that wrapper costs about 9x the
+    kernel (measured 158 us vs 17 us per step here). This makes the same call directly, so the
+    result is bit-identical (a test checks it). Anything else (not a fused Adam, AMSGrad,
+    maximise, hooks, state not yet created) goes through ``optimizer.step()``.
+    """
+    if (type(optimizer) is not torch.optim.Adam or optimizer._optimizer_step_pre_hooks
+            or optimizer._optimizer_step_post_hooks):
+        optimizer.step()
+        return
+    for group in optimizer.param_groups:
+        params = [p for p in group["params"] if p.grad is not None]
+        states = [optimizer.state.get(p) for p in params]
+        if (not group["fused"] or group["amsgrad"] or group["maximize"]
+                or group.get("decoupled_weight_decay", False) or group["capturable"]
+                or group["differentiable"] or not all(states)
+                or isinstance(group["lr"], torch.Tensor)):
+            optimizer.step()
+            return
+    for group in optimizer.param_groups:
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            continue
+        states = [optimizer.state[p] for p in params]
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1)
+        beta1, beta2 = group["betas"]
+        torch._fused_adam_(
+            params, [p.grad for p in params], [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=group["lr"],
+            beta1=float(beta1), beta2=float(beta2), weight_decay=group["weight_decay"],
+            eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)

@@ -60,3 +60,53 @@ def test_resume_of_a_run_killed_after_its_final_eval_logs_it_once(tmp_path):
     steps, values = store.metrics(run_id, ["eval/return"])["eval/return"]
     assert steps == [summary["global_step"]] and values == [summary["eval_return_mean"]]
     assert again["eval_return_mean"] == summary["eval_return_mean"]
+
+
+def _evaluate_checkpoint(path, cfg, seed: int) -> np.ndarray:
+    from rlworks.algos.online.dqn import DQN
+    from rlworks.eval.evaluate import evaluate
+
+    learner = DQN(cfg)
+    learner.load_state_dict(load_checkpoint(path)[1])
+    try:
+        return evaluate(learner, cfg.env_id, cfg.eval_episodes, seed=seed, backend="native")
+    finally:
+        learner.close()
+
+
+def test_keep_best_selects_the_best_periodic_policy_and_scores_it_on_fresh_episodes(tmp_path):
+    from rlworks.core.seeding import derive_seed
+    from rlworks.exec.train import BEST_DIR
+
+    store = RunStore(tmp_path)
+    plain, plain_state = _run(store, "dqn", {"eval_every": 512})
+    best, best_state = _run(store, "dqn", {"eval_every": 512, "keep_best": True})
+    # Keeping the best changes nothing in training or in the final policy's evaluation.
+    assert best["eval_return_mean"] == plain["eval_return_mean"]
+    for name, tensor in plain_state["q_net"].items():
+        np.testing.assert_array_equal(np.asarray(tensor), np.asarray(best_state["q_net"][name]))
+    cfg = build_config("dqn", {"env_id": "CartPole-v1", "seed": 5, "total_steps": 2048,
+                               "eval_episodes": 2, "backend": "native", "learning_starts": 256,
+                               "train_freq": 4, "gradient_steps": 1})
+    # Candidates: the logged periodic evaluations and the final policy on its own periodic
+    # episodes (recomputed here from the final checkpoint).
+    steps, values = store.metrics(best["run_id"], ["eval/return"])["eval/return"]
+    final_ckpt = latest_checkpoint(store.run_dir(best["run_id"]) / CHECKPOINT_DIR)
+    last = _evaluate_checkpoint(final_ckpt, cfg, derive_seed(5, "eval", 2048)).mean()
+    candidates = dict(zip(steps[:-1], values[:-1], strict=True)) | {2048: last}
+    top = max(candidates.values())
+    assert best["best_selection_return"] == top
+    assert best["best_step"] == min(s for s, v in candidates.items() if v == top)
+    # The kept checkpoint is that policy, and its reported score is on the final episodes.
+    kept = latest_checkpoint(store.run_dir(best["run_id"]) / BEST_DIR)
+    assert load_checkpoint(kept)[0] == best["best_step"]
+    again = _evaluate_checkpoint(kept, cfg, derive_seed(5, "eval"))
+    assert best["best_eval_return_mean"] == float(again.mean())
+    assert "best_checkpoint" in {k for k, _ in store.artefacts(best["run_id"])}
+
+
+def test_keep_best_without_eval_every_names_the_fix():
+    from rlworks.core.errors import UserError
+
+    with pytest.raises(UserError, match="eval_every"):
+        build_config("dqn", {"env_id": "CartPole-v1", "keep_best": True})

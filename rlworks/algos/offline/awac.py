@@ -34,7 +34,7 @@ from rlworks.algos.online.offpolicy import mean_metrics
 from rlworks.core.seeding import torch_generator
 from rlworks.nets.distributions import gaussian_logprob_entropy
 from rlworks.nets.ensemble import EnsembleMLP
-from rlworks.nets.flat import FlatParameters
+from rlworks.nets.flat import FlatParameters, adam_step
 from rlworks.nets.target import polyak_update
 
 METRICS = ("train/q_loss", "train/actor_loss", "train/advantage", "train/weight_mean")
@@ -93,8 +93,8 @@ class AWAC:
         self.critic_flat.zero_grad()
         self.actor_flat.zero_grad()
         (q_loss + actor_loss).backward()  # disjoint parameters: equals two passes
-        self.critic_opt.step()
-        self.actor_opt.step()
+        adam_step(self.critic_opt)
+        adam_step(self.actor_opt)
         polyak_update([self.critic_flat.param], [self.target_flat.param], cfg.tau)
         return q_loss.detach(), actor_loss.detach(), adv.mean(), weights.mean()
 

@@ -21,7 +21,7 @@ from rlworks.algos.offline.common import Batch, OfflineData, deterministic_actor
 from rlworks.algos.offline.configs import BCConfig
 from rlworks.algos.online.offpolicy import mean_metrics
 from rlworks.core.seeding import torch_generator
-from rlworks.nets.flat import FlatParameters
+from rlworks.nets.flat import FlatParameters, adam_step
 
 
 class BC:
@@ -51,7 +51,7 @@ class BC:
         bc_loss = (self.actor(b.obs) - b.actions).square().mean()
         self.actor_flat.zero_grad()
         bc_loss.backward()
-        self.actor_opt.step()
+        adam_step(self.actor_opt)
         return (bc_loss.detach(),)
 
     @torch.no_grad()

@@ -43,7 +43,7 @@ from rlworks.algos.online.offpolicy import mean_metrics
 from rlworks.algos.online.sac import LOG_STD_MAX, LOG_STD_MIN, SquashedGaussianActor
 from rlworks.core.seeding import torch_generator
 from rlworks.nets.ensemble import EnsembleMLP
-from rlworks.nets.flat import FlatParameters
+from rlworks.nets.flat import FlatParameters, adam_step
 from rlworks.nets.target import polyak_update
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -158,8 +158,8 @@ class CQL:
         self.actor_flat.zero_grad()
         q_loss.backward(inputs=self.critic_params)
         (actor_loss + alpha_loss).backward(inputs=self.actor_params)  # no critic weight grads
-        self.critic_opt.step()
-        self.actor_opt.step()
+        adam_step(self.critic_opt)
+        adam_step(self.actor_opt)
         polyak_update([self.critic_flat.param[: self.target_flat.param.numel()]],
                       [self.target_flat.param], cfg.tau)
         return (bellman.detach().sum(), gap.detach().mean(), actor_loss.detach(), alpha[0],

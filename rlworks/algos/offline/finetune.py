@@ -62,7 +62,7 @@ from rlworks.data.collector import ReplayCollector
 from rlworks.data.dataset import Dataset
 from rlworks.data.replay import ReplayBatch, ReplayBuffer
 from rlworks.nets.ensemble import EnsembleMLP
-from rlworks.nets.flat import FlatParameters
+from rlworks.nets.flat import FlatParameters, adam_step
 from rlworks.nets.target import polyak_update
 from rlworks.track.checkpoint import latest_checkpoint, load_checkpoint
 
@@ -211,7 +211,7 @@ class FineTune:
             q_loss = (q - td_target).square().mean()
             self.critic_flat.zero_grad()
             q_loss.backward()
-            self.critic_opt.step()
+            adam_step(self.critic_opt)
             polyak_update([self.critic_flat.param], [self.target_flat.param], cfg.tau)
             self.critic_updates += 1
             q_losses.append(q_loss.detach())
@@ -224,7 +224,7 @@ class FineTune:
         alpha_loss = -(self.log_alpha * (logp_pi.detach() + self.target_entropy)).mean()
         self.actor_flat.zero_grad()
         (actor_loss + alpha_loss).backward(inputs=self.actor_params)  # no critic grads
-        self.actor_opt.step()
+        adam_step(self.actor_opt)
         self.actor_updates += 1
         return (torch.stack(q_losses).mean(), torch.stack(q_data).mean(), actor_loss.detach(),
                 alpha[0], -logp_pi.detach().mean())

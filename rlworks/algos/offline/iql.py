@@ -53,7 +53,7 @@ from rlworks.algos.online.offpolicy import mean_metrics
 from rlworks.core.seeding import torch_generator
 from rlworks.nets.distributions import gaussian_logprob_entropy
 from rlworks.nets.ensemble import EnsembleMLP
-from rlworks.nets.flat import FlatParameters
+from rlworks.nets.flat import FlatParameters, adam_step
 from rlworks.nets.mlp import make_mlp
 from rlworks.nets.target import polyak_update
 
@@ -128,8 +128,8 @@ class IQL:
         loss.backward()
         lr = self.actor_lr(step)
         self.actor_opt.param_groups[0]["lr"] = lr
-        self.critic_opt.step()
-        self.actor_opt.step()
+        adam_step(self.critic_opt)
+        adam_step(self.actor_opt)
         polyak_update([self.critic_flat.param[: self.target_flat.param.numel()]],
                       [self.target_flat.param], cfg.tau)
         return (v_loss.detach(), q_loss.detach(), actor_loss.detach(), adv.detach().mean(),

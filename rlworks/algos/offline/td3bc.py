@@ -29,7 +29,7 @@ from rlworks.algos.offline.losses import td3bc_lambda
 from rlworks.algos.online.offpolicy import mean_metrics
 from rlworks.core.seeding import torch_generator
 from rlworks.nets.ensemble import EnsembleMLP
-from rlworks.nets.flat import FlatParameters
+from rlworks.nets.flat import FlatParameters, adam_step
 from rlworks.nets.target import polyak_update
 
 
@@ -87,7 +87,7 @@ class TD3BC:
         q_loss = (q - td_target).square().mean(1).sum()
         self.critic_flat.zero_grad()
         q_loss.backward()
-        self.critic_opt.step()
+        adam_step(self.critic_opt)
         self.num_updates += 1
         if self.num_updates % cfg.policy_delay:
             return q_loss.detach(), None
@@ -99,7 +99,7 @@ class TD3BC:
         actor_loss = -lmbda * q1_pi.mean() + bc_loss
         self.actor_flat.zero_grad()
         actor_loss.backward(inputs=self.actor_params)  # no critic weight grads
-        self.actor_opt.step()
+        adam_step(self.actor_opt)
         polyak_update([self.critic_flat.param, self.actor_flat.param],
                       [self.critic_target_flat.param, self.actor_target_flat.param], cfg.tau)
         return q_loss.detach(), (actor_loss.detach(), bc_loss.detach(), lmbda)

@@ -43,6 +43,13 @@ class OnlineConfig:
     eval_every: int = 0
     """Also evaluate (``eval_episodes`` episodes, logged as ``eval/return``) every N env
     steps during training (0: only at the end). Gives sample-efficiency curves."""
+    keep_best: bool = False
+    """With ``eval_every``: keep the policy of the best periodic evaluation (the final policy
+    included) as a checkpoint under the run's ``best/`` directory, and evaluate it again at
+    the end on fresh episodes (the final evaluation's), so the selection does not inflate its
+    score: the summary gets ``best_eval_return_mean`` and ``best_step`` beside the final
+    policy's ``eval_return_mean`` (SB3's EvalCallback best model). Each improvement writes a
+    full checkpoint."""
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "num_envs", "torch_threads", "eval_episodes"):
@@ -50,6 +57,9 @@ class OnlineConfig:
         for name in ("checkpoint_every", "eval_every"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.keep_best and not self.eval_every:
+            raise UserError("keep_best selects among periodic evaluations; set eval_every too "
+                            "(e.g. --eval-every 5000)")
 
 
 @dataclass(frozen=True)

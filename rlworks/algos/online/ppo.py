@@ -33,7 +33,7 @@ from rlworks.envs import make_vec
 from rlworks.losses.policy import clipped_surrogate
 from rlworks.losses.value import value_loss
 from rlworks.nets import distributions as D
-from rlworks.nets.flat import FlatParameters
+from rlworks.nets.flat import FlatParameters, adam_step
 from rlworks.nets.mlp import StackedMLP
 from rlworks.returns.gae import compute_gae
 
@@ -215,12 +215,14 @@ class PPO:
                 pg = clipped_surrogate(new_logprob - b.logprobs[mb], mb_adv, clip_eps)
                 v_loss = value_loss(new_value, b.returns[mb], b.values[mb], v_clip)
                 entropy_loss = entropy.mean()
-                loss = pg.loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
+                loss = pg.loss + cfg.vf_coef * v_loss
+                if cfg.ent_coef:  # with 0 the entropy term adds exact zeros: skip its backward
+                    loss = loss - cfg.ent_coef * entropy_loss
 
                 self.flat.zero_grad()
                 loss.backward()
                 self.flat.clip_grad_norm_(cfg.max_grad_norm)
-                self.optimizer.step()
+                adam_step(self.optimizer)
                 sums += torch.stack([pg.loss, v_loss, entropy_loss, pg.approx_kl, pg.clipfrac,
                                      loss]).detach()
                 count += 1

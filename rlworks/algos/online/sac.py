@@ -43,7 +43,7 @@ from rlworks.core.seeding import derive_seed, make_rng, torch_generator
 from rlworks.data.collector import ReplayCollector
 from rlworks.data.replay import ReplayBatch, ReplayBuffer
 from rlworks.nets.ensemble import EnsembleMLP
-from rlworks.nets.flat import FlatParameters
+from rlworks.nets.flat import FlatParameters, adam_step
 from rlworks.nets.mlp import make_mlp
 from rlworks.nets.target import polyak_update
 
@@ -149,7 +149,7 @@ class SAC:
         q_loss = 0.5 * (q - td_target).square().mean(1).sum()
         self.critic_flat.zero_grad()
         q_loss.backward()
-        self.critic_opt.step()
+        adam_step(self.critic_opt)
 
         q_pi = self.critic(torch.cat([obs, actions_pi], -1)).amin(0)[:, 0]  # (B,) updated critics
         actor_loss = (alpha * logp_pi - q_pi).mean()
@@ -157,7 +157,7 @@ class SAC:
         loss = actor_loss + alpha_loss
         self.actor_flat.zero_grad()
         loss.backward(inputs=self.actor_params)  # actor and log alpha; no critic weight grads
-        self.actor_opt.step()
+        adam_step(self.actor_opt)
 
         polyak_update([self.critic_flat.param], [self.target_flat.param], cfg.tau)
         self.num_updates += 1

@@ -37,7 +37,7 @@ from rlworks.core.seeding import derive_seed, make_rng, torch_generator
 from rlworks.data.collector import ReplayCollector
 from rlworks.data.replay import ReplayBatch, ReplayBuffer
 from rlworks.nets.ensemble import EnsembleMLP
-from rlworks.nets.flat import FlatParameters
+from rlworks.nets.flat import FlatParameters, adam_step
 from rlworks.nets.mlp import make_mlp
 from rlworks.nets.target import polyak_update
 
@@ -112,7 +112,7 @@ class TD3:
         q_loss = (q - td_target).square().mean(1).sum()
         self.critic_flat.zero_grad()
         q_loss.backward()
-        self.critic_opt.step()
+        adam_step(self.critic_opt)
         if self.num_updates % cfg.policy_delay:
             return q_loss.detach(), None
 
@@ -120,7 +120,7 @@ class TD3:
         actor_loss = -q1_pi.mean()
         self.actor_flat.zero_grad()
         actor_loss.backward(inputs=self.actor_params)  # no critic weight grads
-        self.actor_opt.step()
+        adam_step(self.actor_opt)
         polyak_update([self.critic_flat.param, self.actor_flat.param],
                       [self.critic_target_flat.param, self.actor_target_flat.param], cfg.tau)
         return q_loss.detach(), actor_loss.detach()
