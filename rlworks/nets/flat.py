@@ -83,12 +83,13 @@ def adam_step(optimizer: torch.optim.Optimizer) -> None:
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             continue
-        states = [optimizer.state[p] for p in params]
-        steps = [s["step"] for s in states]
+        found: list[dict[str, torch.Tensor]] = [optimizer.state[p] for p in params]
+        steps = [s["step"] for s in found]
         torch._foreach_add_(steps, 1)
         beta1, beta2 = group["betas"]
         torch._fused_adam_(
-            params, [p.grad for p in params], [s["exp_avg"] for s in states],
-            [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=group["lr"],
+            params, [p.grad for p in params if p.grad is not None],
+            [s["exp_avg"] for s in found], [s["exp_avg_sq"] for s in found], [], steps,
+            amsgrad=False, lr=group["lr"],
             beta1=float(beta1), beta2=float(beta2), weight_decay=group["weight_decay"],
             eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
