@@ -190,3 +190,31 @@ def test_learns_cartpole_seed0():
 def test_learns_cartpole_4_of_5_seeds():
     scores = [final_eval(seed) for seed in range(5)]
     assert sum(s >= 475 for s in scores) >= 4, scores
+
+
+@functools.cache
+def best_eval(seed: int) -> tuple[float, float]:
+    """The zoo run through the run loop with ``keep_best`` (periodic evaluation every 5k
+    steps): (final policy, best periodic policy), each scored on the final evaluation's 20
+    fresh episodes, which took no part in the selection."""
+    import tempfile
+
+    from rlworks.exec.train import build_config, train
+    from rlworks.track.store import RunStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = build_config("dqn", {"env_id": "CartPole-v1", "seed": seed, "eval_every": 5000,
+                                   "keep_best": True})
+        summary = train("dqn", cfg, RunStore(tmp), progress=False)
+    print(f"dqn CartPole-v1 seed {seed}: final {summary['eval_return_mean']:.1f}, best "
+          f"{summary['best_eval_return_mean']:.1f} (step {summary['best_step']})")
+    return summary["eval_return_mean"], summary["best_eval_return_mean"]
+
+
+@pytest.mark.slow
+def test_keep_best_reaches_cartpole_4_of_5_seeds():
+    # The acceptance reading "reaches >= 475 within the budget": the best periodic policy of
+    # each run, re-scored on fresh episodes. Measured 2026-12-07: 5 of 5 (final policies:
+    # 3 of 5); docs/algorithms/dqn.md.
+    scores = [best_eval(seed)[1] for seed in range(5)]
+    assert sum(s >= 475 for s in scores) >= 4, scores
