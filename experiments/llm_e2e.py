@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,11 @@ def main() -> int:
         metavar="--flag=value",
         help="extra `rlworks llm train` flags for every run",
     )
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report from the finished runs in the store; start no run",
+    )
     args = ap.parse_args()
     args.section = args.section or ("curricula" if args.curriculum else "e2e")
 
@@ -111,7 +117,8 @@ def main() -> int:
                     *args.settings,
                 ]
             )
-    run_commands([(cmd, " ".join(cmd[3:])) for cmd in jobs], args.workers, args.threads)
+    if not args.report_only:
+        run_commands([(cmd, " ".join(cmd[3:])) for cmd in jobs], args.workers, args.threads)
     done = finished_runs(store, args.experiment)
     if args.curriculum:
         report_curriculum(store, done, methods, args)
@@ -237,7 +244,9 @@ def report_curriculum(store, done, methods, args) -> None:
         )
         grid = np.linspace(0, max(budget), 101)
         vals = np.array([np.interp(grid, *curves[k], left=np.nan) for k in keys])
-        panel[preset] = (grid, np.nanmean(vals, 0), None)
+        with warnings.catch_warnings():  # grid points before every source was seen: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            panel[preset] = (grid, np.nanmean(vals, 0), None)
     plot = Path(args.plot).with_name("curricula")
     plot.parent.mkdir(parents=True, exist_ok=True)
     plot_learning_curves(
