@@ -195,9 +195,9 @@ def report_curriculum(store, done, methods, args) -> None:
         f"## Curricula: samples to reach GRPO's final training accuracy "
         f"({dt.date.today().isoformat()})",
         "",
-        f"Machine: {machine()}. Base: `{args.base}`. Runs: `python experiments/llm_e2e.py "
+        f"Machine: {machine()}. Runs: `python experiments/llm_e2e.py --base {args.base} "
         f"--curriculum --methods {args.methods} --workers {args.workers} --threads "
-        f"{args.threads}" + (f" {' '.join(args.settings)}" if args.settings else "") + "`.",
+        f"{args.threads} --experiment {args.experiment}{_sets(args)}`.",
         f"Training sources `{cfg['tasks']}` (pool of {cfg['pool_size']} train problems), "
         f"{cfg['prompts_per_step']} prompts x {cfg['num_generations']} samples per step, "
         f"every run stopped at {cfg['max_samples']:,} generated samples (filtered-out ones "
@@ -262,6 +262,11 @@ def report_curriculum(store, done, methods, args) -> None:
     write_section(Path(args.report), args.section, text)
 
 
+def _sets(args) -> str:
+    """The ``--set`` flags as typed, so that the command in a report can be run again."""
+    return "".join(f" --set={x}" for x in args.settings)
+
+
 def write_section(out: Path, name: str, text: str) -> None:
     from _report import replace_marked
 
@@ -320,7 +325,7 @@ def report(store, done, methods, args) -> None:
         "",
         f"Machine: {machine()}. Base: `{args.base}`. Runs: `python experiments/llm_e2e.py "
         f"--methods {args.methods} --workers {args.workers} --threads {args.threads}`"
-        + (f" {' '.join(args.settings)}" if args.settings else "")
+        + _sets(args)
         + ".",
         f"Training split `{cfg['tasks']}` (train problems), evaluation on held-out test-split "
         f"problems of `{cfg['eval_tasks'] or cfg['tasks']}` ({cfg['eval_problems']} problems; "
