@@ -100,6 +100,8 @@ def launch(jobs: list[Job], args: argparse.Namespace, experiment: str) -> Any:
     pending = [j for j in jobs if j.key() not in done]
     print(f"{experiment}: {len(jobs) - len(pending)} of {len(jobs)} runs already finished",
           flush=True)
+    if args.report_only:
+        return store
     cmds = [command(j, args, experiment) for j in pending]
     failed = run_commands([(c, " ".join(c[5:])) for c in cmds], args.workers, threads=1)
     if failed:
@@ -180,6 +182,8 @@ def report_groups(section: str, lines: list[str], store: Any, exp: str, jobs: li
     panels = {}
     for g in dict.fromkeys(group(j) for j in jobs):
         by = scores(store, exp, [j for j in jobs if group(j) == g])
+        if not by:  # nothing finished yet (--report-only during a run)
+            continue
         panels[g] = (by, iqms(by, f"{section}-{g}"))
         lines += [f"**{g}**", "", *table(by, baseline(g), f"{section}-{g}", panels[g][1]), ""]
     lines.append(plot(panels, Path(args.img) / f"offline_{section}", title))
@@ -370,6 +374,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--prefix", default="offline",
                     help="experiment names are PREFIX-CLAIM; a new prefix starts a new grid")
+    ap.add_argument("--report-only", action="store_true",
+                    help="write the report from the runs finished so far; start no run")
     ap.add_argument("--section", default=None,
                     help="marked section of --report (and plot name) to write; default: the "
                     "claim's name (another name keeps the earlier table beside it)")
