@@ -123,6 +123,8 @@ def _add_eval(sub: Any) -> None:
     ev.add_argument("run_id", metavar="RUN_ID")
     ev.add_argument("--episodes", type=positive_int, default=20)
     ev.add_argument("--seed", type=int, default=None, help="evaluation seed (default: derived)")
+    ev.add_argument("--best", action="store_true",
+                    help="evaluate the policy kept by --keep-best instead of the final one")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
 
@@ -190,12 +192,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rlworks.core.registry import ALGORITHMS
     from rlworks.core.seeding import derive_seed
     from rlworks.eval.evaluate import evaluate
-    from rlworks.exec.train import CHECKPOINT_DIR
+    from rlworks.exec.train import BEST_DIR, CHECKPOINT_DIR
     from rlworks.track.checkpoint import latest_checkpoint, load_checkpoint
 
     store = _store(args)
     record = store.get_run(args.run_id)
-    path = latest_checkpoint(store.run_dir(record.run_id) / CHECKPOINT_DIR)
+    path = latest_checkpoint(store.run_dir(record.run_id) /
+                             (BEST_DIR if args.best else CHECKPOINT_DIR))
+    if path is None and args.best:
+        raise UserError(f"run '{record.run_id}' kept no best policy; train with --eval-every N "
+                        "--keep-best true, or drop --best to evaluate the final policy")
     if path is None:
         raise UserError(f"run '{record.run_id}' has no checkpoint to evaluate yet")
     spec = ALGORITHMS.get(record.algo)
@@ -204,13 +210,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(cfg.torch_threads)
     learner = spec.learner_class()(cfg)
-    learner.load_state_dict(load_checkpoint(path)[1])
+    step, state, _meta = load_checkpoint(path)
+    learner.load_state_dict(state)
     seed = args.seed if args.seed is not None else derive_seed(cfg.seed, "eval")
     returns = evaluate(learner, cfg.env_id, args.episodes, seed=seed, backend=cfg.backend)
     learner.close()
     _report({"run_id": record.run_id, "algo": record.algo, "env_id": cfg.env_id,
              "eval_episodes": len(returns), "eval_return_mean": float(returns.mean()),
-             "eval_return_std": float(returns.std()), "eval_seed": seed}, args.json)
+             "eval_return_std": float(returns.std()), "eval_seed": seed,
+             "checkpoint_step": step}, args.json)
     return 0
 
 
