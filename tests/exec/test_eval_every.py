@@ -110,3 +110,25 @@ def test_keep_best_without_eval_every_names_the_fix():
 
     with pytest.raises(UserError, match="eval_every"):
         build_config("dqn", {"env_id": "CartPole-v1", "keep_best": True})
+
+
+def test_keep_best_survives_an_interrupt_and_resume(tmp_path):
+    from rlworks.exec.train import resume
+
+    store = RunStore(tmp_path)
+    plain, _ = _run(store, "dqn", {"eval_every": 512, "keep_best": True})
+
+    def stop(step, _metrics):
+        if step >= 1536:
+            raise KeyboardInterrupt
+
+    base = {"env_id": "CartPole-v1", "seed": 5, "total_steps": 2048, "eval_episodes": 2,
+            "backend": "native", "learning_starts": 256, "train_freq": 4, "gradient_steps": 1,
+            "eval_every": 512, "keep_best": True}
+    with pytest.raises(KeyboardInterrupt):
+        train("dqn", build_config("dqn", base), store, progress=False, callback=stop)
+    (cut,) = [r for r in store.list_runs() if r.status == "interrupted"]
+    again = resume(cut.run_id, store, progress=False)
+    for key in ("eval_return_mean", "best_step", "best_selection_return",
+                "best_eval_return_mean"):
+        assert again[key] == plain[key], key
