@@ -236,8 +236,7 @@ def claim_medium(args: argparse.Namespace) -> None:
                    f"{args.eval_episodes} episodes, {args.seeds} seeds per cell. Scores are "
                    "D4RL-style normalised scores of this project's datasets (not comparable with "
                    "published D4RL tables).")
-    report_groups(args.section or "medium", lines, store, exp, jobs, lambda j: j.dataset,
-                  lambda g: "bc",
+    report_groups(args.section, lines, store, exp, jobs, lambda j: j.dataset, lambda g: "bc",
                   "Medium datasets: final normalised score", args)
 
 
@@ -255,8 +254,7 @@ def claim_riql(args: argparse.Namespace) -> None:
                    f"Corruption `{args.corrupt}` (KIND:RATE:SCALE, RIQL's random corruption; each "
                    f"run corrupts with its own seed), {args.steps:,} gradient steps, "
                    f"{args.seeds} seeds, each preset's defaults.")
-    report_groups(args.section or "riql", lines, store, exp, jobs, lambda j: j.dataset,
-                  lambda g: "iql",
+    report_groups(args.section, lines, store, exp, jobs, lambda j: j.dataset, lambda g: "iql",
                   f"RIQL vs IQL, {args.corrupt}", args)
 
 
@@ -292,7 +290,7 @@ def claim_reweight(args: argparse.Namespace) -> None:
                    f"{args.fraction:.0%} of the episodes (`mix_datasets`, seed 0). Uniform vs "
                    f"`{args.weighting}` sampling, {args.steps:,} gradient steps, {args.seeds} "
                    "seeds, each algorithm's defaults.")
-    report_groups(args.section or "reweight", lines, store, exp, jobs, lambda j: j.algo,
+    report_groups(args.section, lines, store, exp, jobs, lambda j: j.algo,
                   lambda g: f"{g} uniform", "Mixed dataset: uniform vs return-weighted sampling",
                   args)
 
@@ -326,7 +324,7 @@ def claim_wsrl(args: argparse.Namespace) -> None:
     lines += table({"cql (offline, start)": pre_scores["cql"], **by}, "finetune", "wsrl")
     lines.append("")
     lines.append(curves(store, exp, jobs, Path(args.img) / "offline_wsrl"))
-    write_section(args.section or "wsrl", "\n".join(lines), args)
+    write_section(args.section, "\n".join(lines), args)
 
 
 def curves(store: Any, exp: str, jobs: list[Job], path: Path) -> str:
@@ -384,6 +382,7 @@ def main() -> int:
     ap.add_argument("--report", default=str(ROOT / "docs" / "offline" / "results.md"))
     ap.add_argument("--img", default=str(ROOT / "docs" / "offline" / "img"))
     args = ap.parse_args()
+    args.section = args.section or args.claim
     {"medium": claim_medium, "riql": claim_riql, "reweight": claim_reweight,
      "wsrl": claim_wsrl}[args.claim](args)
     return 0

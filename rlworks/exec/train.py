@@ -127,8 +127,9 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
     next_eval = (learner.global_step // eval_every + 1) * eval_every if eval_every else None
     recent: deque[float] = deque(maxlen=20)
     t0, step0 = time.perf_counter(), learner.global_step
-    best = _BestPolicy(store.run_dir(run_id) / BEST_DIR) if getattr(cfg, "keep_best", False) \
-        else None
+    best = None
+    if getattr(cfg, "keep_best", False):
+        best = _BestPolicy(store.run_dir(run_id) / BEST_DIR, {"run_id": run_id, "algo": algo})
 
     def checkpoint() -> None:
         save_checkpoint(ckpt_dir, learner.global_step, learner.state_dict(),
@@ -155,7 +156,7 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
                         result = _evaluate(learner, cfg, step)
                         logger.log(step, result)
                         if best is not None:
-                            best.offer(learner, step, result["eval/return"], run_id, algo)
+                            best.offer(learner, step, result["eval/return"])
                         next_eval = (learner.global_step // eval_every + 1) * eval_every
                     if callback is not None:
                         callback(learner.global_step, metrics)
@@ -192,7 +193,7 @@ def _run(algo: str, cfg: Any, store: RunStore, run_id: str, progress: bool | Non
                 if not (resume and logged and logged[-1] == learner.global_step):
                     logger.log(learner.global_step, final)
                 if best is not None:
-                    summary.update(best.finish(learner, cfg, store, run_id, algo))
+                    summary.update(best.finish(learner, cfg, store))
                 logger.close()
                 for path in sorted(ckpt_dir.glob("step_*.json"))[-1:]:
                     store.add_artefact(run_id, "checkpoint", path)
@@ -240,33 +241,33 @@ class _BestPolicy:
     """The policy of the best periodic evaluation so far, kept as a full checkpoint on disk
     (so a resumed run still has it); its selection score is in the checkpoint's meta."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, meta: dict[str, Any]) -> None:
         self.directory = directory
+        self.meta = meta  # run id and algorithm, written beside each kept checkpoint
         path = latest_checkpoint(directory)
         self.score = -math.inf if path is None else load_checkpoint(path)[2]["eval_return"]
 
-    def offer(self, learner: Any, step: int, score: float, run_id: str, algo: str) -> None:
+    def offer(self, learner: Any, step: int, score: float) -> None:
         if score > self.score:
             self.score = score
             save_checkpoint(self.directory, step, learner.state_dict(),
-                            meta={"run_id": run_id, "algo": algo, "eval_return": score})
+                            meta={**self.meta, "eval_return": score})
             prune_checkpoints(self.directory, 1)
 
-    def finish(self, learner: Any, cfg: Any, store: RunStore, run_id: str,
-               algo: str) -> dict[str, Any]:
+    def finish(self, learner: Any, cfg: Any, store: RunStore) -> dict[str, Any]:
         """Offer the final policy too (scored on its own periodic-evaluation episodes), then
         load the best one into ``learner`` and evaluate it on the final evaluation's episodes."""
         from rlworks.eval.evaluate import evaluate
 
         step = learner.global_step
-        self.offer(learner, step, _evaluate(learner, cfg, step)["eval/return"], run_id, algo)
+        self.offer(learner, step, _evaluate(learner, cfg, step)["eval/return"])
         path = latest_checkpoint(self.directory)
         assert path is not None  # offered at least once just above
         best_step, state, meta = load_checkpoint(path)
         learner.load_state_dict(state)
         returns = evaluate(learner, cfg.env_id, cfg.eval_episodes,
                            seed=derive_seed(cfg.seed, "eval"), backend=cfg.backend)
-        store.add_artefact(run_id, "best_checkpoint", path)
+        store.add_artefact(self.meta["run_id"], "best_checkpoint", path)
         return {"best_step": best_step, "best_selection_return": meta["eval_return"],
                 "best_eval_return_mean": float(returns.mean()),
                 "best_eval_return_std": float(returns.std())}

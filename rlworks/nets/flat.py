@@ -11,6 +11,7 @@ so the flat gradient is always current. Never call ``optimizer.zero_grad()`` (it
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,26 +71,26 @@ def adam_step(optimizer: torch.optim.Optimizer) -> None:
             or optimizer._optimizer_step_post_hooks):
         optimizer.step()
         return
+    Call = tuple[dict[str, Any], list[torch.Tensor], list[torch.Tensor], list[dict[str, Any]]]
+    calls: list[Call] = []
     for group in optimizer.param_groups:
         params = [p for p in group["params"] if p.grad is not None]
-        states = [optimizer.state.get(p) for p in params]
+        grads = [p.grad for p in group["params"] if p.grad is not None]
+        states = [optimizer.state[p] for p in params if optimizer.state.get(p)]
         if (not group["fused"] or group["amsgrad"] or group["maximize"]
                 or group.get("decoupled_weight_decay", False) or group["capturable"]
-                or group["differentiable"] or not all(states)
+                or group["differentiable"] or len(states) < len(params)
                 or isinstance(group["lr"], torch.Tensor)):
             optimizer.step()
             return
-    for group in optimizer.param_groups:
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params:
-            continue
-        found: list[dict[str, torch.Tensor]] = [optimizer.state[p] for p in params]
-        steps = [s["step"] for s in found]
+        if params:
+            calls.append((group, params, grads, states))
+    for group, params, grads, states in calls:
+        steps = [s["step"] for s in states]
         torch._foreach_add_(steps, 1)
         beta1, beta2 = group["betas"]
         torch._fused_adam_(
-            params, [p.grad for p in params if p.grad is not None],
-            [s["exp_avg"] for s in found], [s["exp_avg_sq"] for s in found], [], steps,
-            amsgrad=False, lr=group["lr"],
+            params, grads, [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=group["lr"],
             beta1=float(beta1), beta2=float(beta2), weight_decay=group["weight_decay"],
             eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)

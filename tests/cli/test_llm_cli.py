@@ -136,8 +136,8 @@ def test_sft_on_a_jsonl_file_and_its_bad_rows(pretrained, capsys, tmp_path):
 def test_max_samples_stops_a_filtered_run_at_its_sample_budget(pretrained, capsys):
     # 2 prompts x 2 samples = 4 completions per unfiltered step: a budget of 10 stops after
     # the third step (4, 8, 12 >= 10), long before --steps 50.
-    args = [a if a != "2" or i != 1 else "50" for i, a in enumerate(TINY_RL)]
-    assert args[:2] == ["--steps", "50"]
+    assert TINY_RL[:2] == ["--steps", "2"]
+    args = ["--steps", "50", *TINY_RL[2:]]
     code = main(["--store", str(pretrained / "store"), "llm", "train", "grpo", "--model",
                  str(pretrained / "base"), "--max-samples", "10", "--json", "--no-progress",
                  *args])

@@ -235,7 +235,7 @@ def test_first_pass_ratio_is_one_with_and_without_temperature_scaling(model_dir,
 def test_generated_accuracy_counts_every_sample_by_source_by_hand():
     from types import SimpleNamespace
 
-    from rlworks.algos.llm.grpo import generated_accuracy
+    from rlworks.algos.llm.batch import generated_accuracy
 
     a, b = SimpleNamespace(source="add/d1"), SimpleNamespace(source="add/d3")
     parts = [

@@ -172,3 +172,27 @@ def mean_metrics(items: list[dict[str, float]]) -> dict[str, float]:
         return {}
     keys = items[0].keys()
     return {k: float(np.nanmean([m[k] for m in items])) for k in keys}
+
+
+def generated_accuracy(parts: list[dict[str, Any]]) -> dict[str, float]:
+    """Correctness of every completion generated this step, filtered-out groups included:
+    ``rollout/gen_accuracy`` over all of them, and per task source ``rollout/gen_correct/<s>``
+    and ``rollout/gen_n/<s>`` (counts, so that windows over steps pool them exactly). Unlike
+    ``rollout/accuracy`` (the trained batch), this measures the policy on what the sampler
+    drew, before any filter; empty without a correctness reward."""
+    correct: dict[str, float] = {}
+    count: dict[str, float] = {}
+    for part in parts:
+        scores = part["correct"]  # (P, G), NaN where no verdict
+        for problem, row in zip(part["problems"], scores, strict=True):
+            ok = row[np.isfinite(row)]
+            if ok.size:
+                correct[problem.source] = correct.get(problem.source, 0.0) + float(ok.sum())
+                count[problem.source] = count.get(problem.source, 0.0) + float(ok.size)
+    if not count:
+        return {}
+    out = {"rollout/gen_accuracy": sum(correct.values()) / sum(count.values())}
+    for src in sorted(count):
+        out[f"rollout/gen_correct/{src}"] = correct[src]
+        out[f"rollout/gen_n/{src}"] = count[src]
+    return out

@@ -31,6 +31,7 @@ from rlworks.algos.llm.batch import (
     PromptPool,
     add_lora,
     build_rewards,
+    generated_accuracy,
     mean_metrics,
     merge_groups,
     read_ids,
@@ -544,30 +545,6 @@ def _row_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 1:
         return x[:, 0]
     return (x * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-
-def generated_accuracy(parts: list[dict[str, Any]]) -> dict[str, float]:
-    """Correctness of every completion generated this step, filtered-out groups included:
-    ``rollout/gen_accuracy`` over all of them, and per task source ``rollout/gen_correct/<s>``
-    and ``rollout/gen_n/<s>`` (counts, so that windows over steps pool them exactly). Unlike
-    ``rollout/accuracy`` (the trained batch), this measures the policy on what the sampler
-    drew, before any filter; empty without a correctness reward."""
-    correct: dict[str, float] = {}
-    count: dict[str, float] = {}
-    for part in parts:
-        scores = part["correct"]  # (P, G), NaN where no verdict
-        for problem, row in zip(part["problems"], scores, strict=True):
-            ok = row[np.isfinite(row)]
-            if ok.size:
-                correct[problem.source] = correct.get(problem.source, 0.0) + float(ok.sum())
-                count[problem.source] = count.get(problem.source, 0.0) + float(ok.size)
-    if not count:
-        return {}
-    out = {"rollout/gen_accuracy": sum(correct.values()) / sum(count.values())}
-    for src in sorted(count):
-        out[f"rollout/gen_correct/{src}"] = correct[src]
-        out[f"rollout/gen_n/{src}"] = count[src]
-    return out
 
 
 def _spread(rewards: np.ndarray) -> np.ndarray:
