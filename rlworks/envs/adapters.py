@@ -9,6 +9,7 @@ their simulators keep state (and RNGs) we cannot read, so a bit-identical resume
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -104,8 +105,30 @@ class RepeatAction(gym.Wrapper):
         return obs, total, terminated, truncated, info
 
 
+def _mujoco_warning(message: str) -> None:
+    warnings.warn(f"MuJoCo: {message.strip()}", RuntimeWarning, stacklevel=2)
+
+
+def route_mujoco_warnings(env_id: str) -> None:
+    """Send MuJoCo's own warnings through Python's ``warnings``, so each shows once.
+
+    MuJoCo prints them straight to the terminal, once per model compiled: with mujoco 4.x
+    that is a deprecation notice (``settotalmass``) for every HalfCheetah env built, dozens
+    of lines in a dataset build. A handler someone else installed is left alone.
+    """
+    if "mujoco" not in str(gym.spec(env_id).entry_point):
+        return
+    try:
+        import mujoco
+    except ImportError:
+        return  # gymnasium's own error names the missing extra when the env is built
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
 def make_gymnasium(env_id: str, num_envs: int, backend: str, seed: int, action_repeat: int,
                    max_episode_steps: int | None) -> GymnasiumVecEnv:
+    route_mujoco_warnings(env_id)
     kwargs: dict[str, Any] = {}
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = int(max_episode_steps)

@@ -187,3 +187,33 @@ def test_episode_statistics_sum_raw_rewards(env_id: str) -> None:
         else:
             assert "episode" not in infos
     assert n_ended >= 6
+
+
+MUJOCO_WARNINGS = """
+import sys, warnings
+warnings.simplefilter("default")
+import gymnasium as gym
+from rlworks.envs import make_vec
+for seed in range(3):
+    if sys.argv[1] == "rlworks":
+        make_vec("HalfCheetah-v5", 1, backend="gymnasium-sync", seed=seed).close()
+    else:
+        gym.make("HalfCheetah-v5").close()
+"""
+
+
+def test_mujoco_warnings_show_once_not_per_env() -> None:
+    """MuJoCo 4.x prints a deprecation notice for every HalfCheetah model it compiles;
+    built through rlworks it goes through ``warnings`` and shows once."""
+    pytest.importorskip("mujoco")
+
+    def notices(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", MUJOCO_WARNINGS, mode], capture_output=True,
+                             text=True, timeout=120, check=True)
+        return (out.stdout + out.stderr).count("settotalmass")
+
+    plain = notices("gymnasium")
+    if plain == 0:
+        pytest.skip("this MuJoCo version does not warn about HalfCheetah's model")
+    assert plain == 3  # one per env, printed by MuJoCo itself
+    assert notices("rlworks") == 1
