@@ -75,7 +75,7 @@ def adam_step(optimizer: torch.optim.Optimizer) -> None:
     calls: list[Call] = []
     for group in optimizer.param_groups:
         params = [p for p in group["params"] if p.grad is not None]
-        grads = [p.grad for p in group["params"] if p.grad is not None]
+        grads = [p.grad for p in params]
         states = [optimizer.state[p] for p in params if optimizer.state.get(p)]
         if (not group["fused"] or group["amsgrad"] or group["maximize"]
                 or group.get("decoupled_weight_decay", False) or group["capturable"]

@@ -10,14 +10,18 @@ from rlworks.track.checkpoint import latest_checkpoint, load_checkpoint
 from rlworks.track.store import RunStore
 
 
-def _run(store: RunStore, algo: str, extra: dict) -> tuple[dict, dict]:
+def _config(algo: str, extra: dict) -> dict:
     base = {"env_id": "CartPole-v1", "seed": 5, "total_steps": 2048, "eval_episodes": 2,
             "backend": "native"}
     if algo == "ppo":
         base |= {"num_envs": 4, "num_steps": 64}
     else:
         base |= {"learning_starts": 256, "train_freq": 4, "gradient_steps": 1}
-    summary = train(algo, build_config(algo, base | extra), store, progress=False)
+    return base | extra
+
+
+def _run(store: RunStore, algo: str, extra: dict) -> tuple[dict, dict]:
+    summary = train(algo, build_config(algo, _config(algo, extra)), store, progress=False)
     state = load_checkpoint(latest_checkpoint(store.run_dir(summary["run_id"]) / CHECKPOINT_DIR))
     return summary, state[1]
 
@@ -116,17 +120,16 @@ def test_keep_best_survives_an_interrupt_and_resume(tmp_path):
     from rlworks.exec.train import resume
 
     store = RunStore(tmp_path)
-    plain, _ = _run(store, "dqn", {"eval_every": 512, "keep_best": True})
+    keep = {"eval_every": 512, "keep_best": True}
+    plain, _ = _run(store, "dqn", keep)
 
     def stop(step, _metrics):
         if step >= 1536:
             raise KeyboardInterrupt
 
-    base = {"env_id": "CartPole-v1", "seed": 5, "total_steps": 2048, "eval_episodes": 2,
-            "backend": "native", "learning_starts": 256, "train_freq": 4, "gradient_steps": 1,
-            "eval_every": 512, "keep_best": True}
     with pytest.raises(KeyboardInterrupt):
-        train("dqn", build_config("dqn", base), store, progress=False, callback=stop)
+        train("dqn", build_config("dqn", _config("dqn", keep)), store, progress=False,
+              callback=stop)
     (cut,) = [r for r in store.list_runs() if r.status == "interrupted"]
     again = resume(cut.run_id, store, progress=False)
     for key in ("eval_return_mean", "best_step", "best_selection_return",
